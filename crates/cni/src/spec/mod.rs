@@ -1,0 +1,1 @@
+//! The CNI wire format.

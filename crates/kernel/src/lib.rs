@@ -1,0 +1,1 @@
+//! podnet kernel access.
