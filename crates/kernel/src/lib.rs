@@ -1,1 +1,10 @@
-//! podnet kernel access.
+//! podnet's only door to the kernel: network namespaces, rtnetlink, sysctls and nftables.
+//!
+//! Everything here acts on the network namespace of the *calling thread* (or of a socket opened
+//! inside another one), never on a namespace it was not handed. Callers choose the namespace with
+//! [`netns::run_in`]; nothing in this crate switches namespaces behind their back.
+
+pub mod netlink;
+pub mod netns;
+pub mod nft;
+pub mod sysctl;
