@@ -6,4 +6,5 @@
 
 pub mod error;
 pub mod ipam;
+pub mod plugin;
 pub mod spec;

@@ -1,1 +1,37 @@
-fn main() {}
+//! The `podnet-cni` executable: the CNI protocol's process boundary.
+//!
+//! Reads the `CNI_*` environment and the config on stdin, runs the command, and prints the result
+//! or the spec's error JSON on stdout (exit 1). Logs, if any, go to stderr.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use podnet_cni::error::{CniError, Code};
+use podnet_cni::spec::{Env, requested_version};
+
+fn main() -> ExitCode {
+    let mut stdin = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut stdin);
+    // Errors are reported in the version the config asked for, when it can be read at all.
+    let version = requested_version(&stdin).unwrap_or_else(|| "1.1.0".to_owned());
+    let outcome = match read {
+        Err(e) => Err(CniError::new(
+            Code::Io,
+            format!("reading the network config from stdin: {e}"),
+        )),
+        Ok(_) => Env::from_process().and_then(|env| podnet_cni::plugin::run(&env, &stdin)),
+    };
+    let (json, code) = match outcome {
+        Ok(Some(result)) => (Some(result), ExitCode::SUCCESS),
+        Ok(None) => (None, ExitCode::SUCCESS),
+        Err(e) => (Some(e.to_json(&version)), ExitCode::FAILURE),
+    };
+    if let Some(json) = json {
+        let mut out = std::io::stdout().lock();
+        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+        if writeln!(out, "{text}").is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    code
+}

@@ -1,0 +1,702 @@
+//! The CNI commands: what podnet-cni does for ADD, DEL, CHECK, STATUS, GC and VERSION.
+//!
+//! One binary plays the roles a reference setup splits over several plugins, chosen from the
+//! request alone:
+//! - **interface** (the usual one): a veth into the pod, bridge or routed, with built-in IPAM,
+//!   hostPorts and `ipMasq` — the reference `bridge`/`ptp` + `host-local` + `portmap` in one step;
+//! - **loopback**: `CNI_IFNAME=lo` and no `ipam` — brings `lo` up, as the reference `loopback`;
+//! - **ipam**: the config's `type` is another plugin and `ipam.type` is podnet-cni — allocates
+//!   addresses only, as `host-local` does when a main plugin delegates to it;
+//! - **chained**: no `ipam` section — a plugin later in a conflist: applies `portMappings` to the
+//!   addresses of `prevResult`, as the reference `portmap`.
+//!
+//! Every attachment is keyed by `(CNI_CONTAINERID, CNI_IFNAME)`. Before touching the kernel, ADD
+//! records in the store what it is about to create, so a DEL or GC can undo it even after a crash
+//! and without the runtime resending anything; kernel object names derive from the key.
+
+pub mod names;
+pub mod nft;
+pub mod wire;
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{CniError, Code, Result};
+use crate::ipam::{AttachmentKey, DEFAULT_DATA_DIR, IpamConfig, IpamState, Store};
+use crate::spec::{CniResult, Command, Env, Interface, IpConfig, Mode, NetConf, Route};
+use nft::{AttachmentRules, HostPort, Masq};
+use wire::{Plan, Topology};
+
+/// The plugin's `type`, as runtimes find it in `CNI_PATH`.
+pub const PLUGIN_TYPE: &str = "podnet-cni";
+
+/// Which part a request asks podnet-cni to play (see the module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Interface,
+    Loopback,
+    Ipam,
+    Chained,
+}
+
+fn role(env: &Env, conf: &NetConf) -> Role {
+    if conf.plugin_type != PLUGIN_TYPE && conf.ipam_type() == Some(PLUGIN_TYPE) {
+        Role::Ipam
+    } else if conf.ipam.is_none() && env.ifname.as_deref() == Some("lo") {
+        Role::Loopback
+    } else if conf.ipam.is_none() {
+        Role::Chained
+    } else {
+        Role::Interface
+    }
+}
+
+/// What the store remembers about an attachment besides its addresses: enough for DEL and GC
+/// to undo ADD without the runtime's help.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    /// A veth was (or is about to be) created for this attachment.
+    #[serde(default)]
+    interface: bool,
+    /// Its nft rules.
+    #[serde(default)]
+    rules: AttachmentRules,
+}
+
+impl Record {
+    fn from_data(data: &Value) -> Record {
+        serde_json::from_value(data.clone()).unwrap_or_default()
+    }
+
+    fn to_data(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Runs one command; returns the JSON to print on success (nothing for DEL, CHECK, GC, STATUS).
+pub fn run(env: &Env, stdin: &[u8]) -> Result<Option<Value>> {
+    if env.command == Command::Version {
+        let requested = crate::spec::requested_version(stdin);
+        return Ok(Some(crate::spec::version_answer(requested.as_deref())));
+    }
+    let conf = NetConf::parse(stdin)?;
+    let version = conf.cni_version;
+    match env.command {
+        Command::Check if !version.supports_check() => {
+            return Err(CniError::new(
+                Code::IncompatibleVersion,
+                format!("cniVersion: CHECK needs 0.4.0 or later, the config says {version}"),
+            ));
+        }
+        Command::Status | Command::Gc if !version.supports_status_and_gc() => {
+            return Err(CniError::new(
+                Code::IncompatibleVersion,
+                format!(
+                    "cniVersion: {} needs 1.1.0, the config says {version}",
+                    env.command.as_str()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let role = role(env, &conf);
+    match env.command {
+        Command::Add => add(env, &conf, role).map(|r| Some(r.to_json(version))),
+        Command::Del => del(env, &conf, role).map(|()| None),
+        Command::Check => check(env, &conf, role).map(|()| None),
+        Command::Status => status(&conf, role).map(|()| None),
+        Command::Gc => gc(&conf, role).map(|()| None),
+        Command::Version => Ok(None),
+    }
+}
+
+// === the pieces every role uses ===
+
+fn ipam_config(conf: &NetConf) -> Result<IpamConfig> {
+    let raw = conf
+        .ipam
+        .as_ref()
+        .ok_or_else(|| CniError::new(Code::InvalidConfig, "ipam: missing"))?;
+    let mut cfg = IpamConfig::parse(raw)?;
+    if let Some(ranges) = &conf.runtime_config.ip_ranges {
+        cfg.with_runtime_ranges(ranges)?;
+    }
+    Ok(cfg)
+}
+
+/// The store for this network. Roles without an `ipam` section use the same default place
+/// (`dataDir` at the top level may move it, for tests).
+fn store_for(conf: &NetConf, ipam: Option<&IpamConfig>) -> Result<Store> {
+    let dir = match ipam {
+        Some(cfg) => cfg.data_dir.clone(),
+        None => conf
+            .raw
+            .get("dataDir")
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+    };
+    Store::open(&dir, &conf.name)
+}
+
+fn key(env: &Env) -> Result<AttachmentKey> {
+    Ok(AttachmentKey::new(env.container_id()?, env.ifname()?))
+}
+
+/// Static addresses asked for through `CNI_ARGS IP=`, the `ips` capability or `args.cni.ips`.
+fn requested_ips(env: &Env, conf: &NetConf) -> Result<Vec<IpAddr>> {
+    let mut ips = env.args.ips()?;
+    for ip in conf.runtime_config.ips.iter().chain(&conf.args.ips) {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
+    }
+    Ok(ips)
+}
+
+/// Opens the pod's namespace, refusing the plugin's own (a recycled `/proc/PID/ns/net` can
+/// point at the host; wiring or unwiring "the pod" would then change the node).
+fn open_pod_netns(path: &Path) -> Result<File> {
+    let ns = podnet_kernel::netns::open(path).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            Code::UnknownContainer
+        } else {
+            Code::Io
+        };
+        CniError::new(
+            code,
+            format!("CNI_NETNS: cannot open {}: {e}", path.display()),
+        )
+    })?;
+    match podnet_kernel::netns::is_current(&ns) {
+        Ok(false) => Ok(ns),
+        Ok(true) => Err(CniError::new(
+            Code::InvalidNetns,
+            format!(
+                "CNI_NETNS: {} is the plugin's own network namespace, not a pod's",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(CniError::new(
+            Code::Io,
+            format!("CNI_NETNS: inspecting {}: {e}", path.display()),
+        )),
+    }
+}
+
+fn apply_rules(script: &str) -> Result<()> {
+    podnet_kernel::nft::apply(script).map_err(|e| CniError::new(Code::Kernel, e.to_string()))
+}
+
+/// The nft rules an attachment needs: its hostPorts and masquerade entries.
+fn rules_for(
+    env: &Env,
+    conf: &NetConf,
+    addresses: &[IpNet],
+    masq: bool,
+) -> Result<AttachmentRules> {
+    let mut rules = AttachmentRules {
+        id: names::attachment_id(env.container_id()?, env.ifname()?),
+        ..Default::default()
+    };
+    for pm in &conf.runtime_config.port_mappings {
+        for pod in addresses {
+            // A mapping bound to one node address applies to pod addresses of its family only.
+            if pm
+                .host_ip
+                .is_some_and(|h| h.is_ipv4() != pod.addr().is_ipv4())
+            {
+                continue;
+            }
+            rules.host_ports.push(HostPort {
+                protocol: pm.protocol.as_str().to_owned(),
+                host_port: pm.host_port,
+                host_ip: pm.host_ip,
+                pod: *pod,
+                container_port: pm.container_port,
+            });
+        }
+    }
+    if masq {
+        rules.masq = addresses.iter().map(|pod| Masq { pod: *pod }).collect();
+    }
+    Ok(rules)
+}
+
+fn route(dst: IpNet, gw: Option<IpAddr>) -> Route {
+    Route {
+        dst,
+        gw,
+        mtu: None,
+        advmss: None,
+        priority: None,
+        table: None,
+        scope: None,
+    }
+}
+
+// === ADD ===
+
+fn add(env: &Env, conf: &NetConf, role: Role) -> Result<CniResult> {
+    match role {
+        Role::Interface => add_interface(env, conf),
+        Role::Loopback => add_loopback(env),
+        Role::Ipam => add_ipam_only(env, conf),
+        Role::Chained => add_chained(env, conf),
+    }
+}
+
+fn add_interface(env: &Env, conf: &NetConf) -> Result<CniResult> {
+    let netns_path = env.netns()?;
+    let pod_ns = open_pod_netns(netns_path)?;
+    let ipam = ipam_config(conf)?;
+    let requested = requested_ips(env, conf)?;
+    let store = store_for(conf, Some(&ipam))?;
+    let key = key(env)?;
+
+    // Allocate and record what we are about to build, in one locked step.
+    let (addresses, fresh) = store.update(|state| {
+        let fresh = state.attachment(&key).is_none();
+        let allocated = state.allocate(&ipam, &key, &requested)?;
+        let addresses = addresses_of(&ipam, &allocated)?;
+        let nets: Vec<IpNet> = addresses.iter().map(|(a, _)| *a).collect();
+        let record = Record {
+            interface: true,
+            rules: rules_for(env, conf, &nets, conf.ip_masq)?,
+        };
+        state.attachments.entry(key.clone()).or_default().data = record.to_data();
+        Ok((addresses, fresh))
+    })?;
+
+    let built = wire_and_rule(env, conf, &ipam, &pod_ns, netns_path, &addresses);
+    match built {
+        Ok(result) => Ok(result),
+        Err(e) => {
+            // Roll back everything this ADD made; the original error is what the runtime sees.
+            let _ = undo(env, &store, fresh);
+            Err(e)
+        }
+    }
+}
+
+/// Each allocated address with its subnet's prefix, and its range's gateway.
+fn addresses_of(
+    ipam: &IpamConfig,
+    allocated: &[crate::ipam::Allocated],
+) -> Result<Vec<(IpNet, IpAddr)>> {
+    allocated
+        .iter()
+        .map(|a| {
+            let set = ipam.range_sets().get(a.range_set);
+            let net = set.and_then(|s| s.address_of(a.ip));
+            let gw = set.and_then(|s| s.range_of(a.ip).map(|r| r.gateway()).or_else(|| s.gateway()));
+            match (net, gw) {
+                (Some(net), Some(gw)) => Ok((net, gw)),
+                _ => Err(CniError::new(
+                    Code::InvalidConfig,
+                    format!("ipam.ranges: address {} is held by this container but no longer inside any range", a.ip),
+                )),
+            }
+        })
+        .collect()
+}
+
+fn topology(conf: &NetConf) -> Topology {
+    match conf.mode {
+        Mode::Bridge => Topology::Bridge {
+            name: conf.bridge.clone(),
+            is_gateway: conf.is_gateway,
+            is_default_gateway: conf.is_default_gateway,
+            hairpin: conf.hairpin_mode,
+            promisc: conf.promisc_mode,
+        },
+        Mode::Ptp => Topology::Ptp,
+    }
+}
+
+fn plan<'a>(
+    env: &'a Env,
+    conf: &NetConf,
+    ipam: &IpamConfig,
+    netns_path: &'a str,
+    addresses: &[(IpNet, IpAddr)],
+) -> Result<Plan<'a>> {
+    Ok(Plan {
+        container_id: env.container_id()?,
+        ifname: env.ifname()?,
+        netns_path,
+        topology: topology(conf),
+        mtu: conf.mtu,
+        addresses: addresses.to_vec(),
+        routes: ipam.routes.iter().map(|r| (r.dst, r.gw)).collect(),
+        enable_dad: conf.enable_dad,
+    })
+}
+
+fn wire_and_rule(
+    env: &Env,
+    conf: &NetConf,
+    ipam: &IpamConfig,
+    pod_ns: &File,
+    netns_path: &Path,
+    addresses: &[(IpNet, IpAddr)],
+) -> Result<CniResult> {
+    let path = netns_path.display().to_string();
+    let plan = plan(env, conf, ipam, &path, addresses)?;
+    let wired = wire::setup(&plan, pod_ns)?;
+    let nets: Vec<IpNet> = wired.addresses.iter().map(|(a, _)| *a).collect();
+    let rules = rules_for(env, conf, &nets, conf.ip_masq)?;
+    if !rules.is_empty() {
+        apply_rules(&nft::render_add(&rules))?;
+    }
+    let sandbox_index = wired.interfaces.len() - 1;
+    let mut result = CniResult {
+        interfaces: wired
+            .interfaces
+            .iter()
+            .map(|(name, mac, sandbox)| Interface {
+                name: name.clone(),
+                mac: Some(mac.clone()),
+                mtu: if sandbox.is_some() { conf.mtu } else { None },
+                sandbox: sandbox.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ips: wired
+            .addresses
+            .iter()
+            .map(|(address, gw)| IpConfig {
+                address: *address,
+                gateway: Some(*gw),
+                interface: Some(sandbox_index),
+            })
+            .collect(),
+        routes: ipam.routes.iter().map(|r| route(r.dst, r.gw)).collect(),
+        dns: conf.dns.clone(),
+    };
+    if conf.is_default_gateway {
+        for (addr, gw) in addresses {
+            let dst: IpNet = if addr.addr().is_ipv4() {
+                "0.0.0.0/0"
+            } else {
+                "::/0"
+            }
+            .parse()
+            .unwrap_or(*addr);
+            if !result.routes.iter().any(|r| r.dst == dst) {
+                result.routes.push(route(dst, Some(*gw)));
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// Removes everything an attachment has (veth, rules) and, if `release`, its addresses.
+/// Keeps going past errors and reports the first.
+fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
+    let key = key(env)?;
+    let record = store
+        .lock()?
+        .load()?
+        .attachment(&key)
+        .map(|a| Record::from_data(&a.data));
+    let mut first_error = None;
+    if let Err(e) = wire::teardown(&key.container_id, &key.ifname) {
+        first_error.get_or_insert(e);
+    }
+    if let Some(record) = &record
+        && !record.rules.is_empty()
+        && let Err(e) = apply_rules(&nft::render_del(&record.rules))
+    {
+        first_error.get_or_insert(e);
+    }
+    if release && let Err(e) = store.update(|s| Ok(s.release(&key))) {
+        first_error.get_or_insert(e);
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn add_loopback(env: &Env) -> Result<CniResult> {
+    let netns_path = env.netns()?;
+    let ns = open_pod_netns(netns_path)?;
+    let mut nl = podnet_kernel::netlink::Netlink::open_in(&ns).map_err(|e| {
+        CniError::new(
+            Code::Kernel,
+            format!("opening netlink in {}: {e}", netns_path.display()),
+        )
+    })?;
+    let lo = nl
+        .link("lo")
+        .map_err(|e| CniError::new(Code::Kernel, e.to_string()))?
+        .ok_or_else(|| CniError::new(Code::Kernel, format!("no lo in {}", netns_path.display())))?;
+    nl.set_up(lo.index)
+        .map_err(|e| CniError::new(Code::Kernel, e.to_string()))?;
+    let net = |s: &str| {
+        s.parse::<IpNet>()
+            .map_err(|_| CniError::new(Code::Kernel, s.to_owned()))
+    };
+    Ok(CniResult {
+        interfaces: vec![Interface {
+            name: "lo".into(),
+            mac: Some("00:00:00:00:00:00".into()),
+            sandbox: Some(netns_path.display().to_string()),
+            ..Default::default()
+        }],
+        ips: vec![
+            IpConfig {
+                address: net("127.0.0.1/8")?,
+                gateway: None,
+                interface: Some(0),
+            },
+            IpConfig {
+                address: net("::1/128")?,
+                gateway: None,
+                interface: Some(0),
+            },
+        ],
+        ..Default::default()
+    })
+}
+
+fn add_ipam_only(env: &Env, conf: &NetConf) -> Result<CniResult> {
+    let ipam = ipam_config(conf)?;
+    let requested = requested_ips(env, conf)?;
+    let key = key(env)?;
+    let allocated =
+        store_for(conf, Some(&ipam))?.update(|s| s.allocate(&ipam, &key, &requested))?;
+    let addresses = addresses_of(&ipam, &allocated)?;
+    Ok(CniResult {
+        ips: addresses
+            .iter()
+            .map(|(a, gw)| IpConfig {
+                address: *a,
+                gateway: Some(*gw),
+                interface: None,
+            })
+            .collect(),
+        routes: ipam.routes.iter().map(|r| route(r.dst, r.gw)).collect(),
+        dns: conf.dns.clone(),
+        ..Default::default()
+    })
+}
+
+/// The pod addresses of a previous result: those on the interface inside the sandbox.
+fn sandbox_addresses(prev: &CniResult) -> Vec<IpNet> {
+    prev.ips
+        .iter()
+        .filter(|ip| match ip.interface {
+            Some(i) => prev
+                .interfaces
+                .get(i)
+                .is_some_and(|iface| iface.sandbox.as_deref().is_some_and(|s| !s.is_empty())),
+            None => true,
+        })
+        .map(|ip| ip.address)
+        .collect()
+}
+
+fn add_chained(env: &Env, conf: &NetConf) -> Result<CniResult> {
+    let prev = conf.prev_result.clone().unwrap_or_default();
+    let rules = rules_for(env, conf, &sandbox_addresses(&prev), conf.ip_masq)?;
+    if !rules.is_empty() {
+        let store = store_for(conf, None)?;
+        let key = key(env)?;
+        store.update(|s| {
+            let mut record = s
+                .attachment(&key)
+                .map(|a| Record::from_data(&a.data))
+                .unwrap_or_default();
+            record.rules = rules.clone();
+            s.attachments.entry(key.clone()).or_default().data = record.to_data();
+            Ok(())
+        })?;
+        if let Err(e) = apply_rules(&nft::render_add(&rules)) {
+            let _ = apply_rules(&nft::render_del(&rules));
+            let _ = store.update(|s| Ok(forget_rules(s, &key)));
+            return Err(e);
+        }
+    }
+    Ok(prev)
+}
+
+fn forget_rules(state: &mut IpamState, key: &AttachmentKey) {
+    if let Some(a) = state.attachment(key) {
+        let mut record = Record::from_data(&a.data);
+        record.rules = AttachmentRules::default();
+        if a.ips.is_empty() && !record.interface {
+            state.release(key);
+        } else {
+            state.attachments.entry(key.clone()).or_default().data = record.to_data();
+        }
+    }
+}
+
+// === DEL ===
+
+fn del(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
+    match role {
+        // `lo` goes with the namespace; downing it could down the node's own `lo` if the
+        // runtime handed us a recycled path.
+        Role::Loopback => Ok(()),
+        Role::Ipam => {
+            let ipam = ipam_config(conf)?;
+            let key = key(env)?;
+            store_for(conf, Some(&ipam))?
+                .update(|s| Ok(s.release(&key)))
+                .map(drop)
+        }
+        Role::Chained => {
+            let store = store_for(conf, None)?;
+            let key = key(env)?;
+            let record = store
+                .lock()?
+                .load()?
+                .attachment(&key)
+                .map(|a| Record::from_data(&a.data));
+            if let Some(record) = record.filter(|r| !r.rules.is_empty()) {
+                apply_rules(&nft::render_del(&record.rules))?;
+                store.update(|s| Ok(forget_rules(s, &key)))?;
+            }
+            Ok(())
+        }
+        Role::Interface => {
+            let ipam = ipam_config(conf)?;
+            let store = store_for(conf, Some(&ipam))?;
+            undo(env, &store, true)
+        }
+    }
+}
+
+// === CHECK ===
+
+fn check(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
+    let key = key(env)?;
+    match role {
+        Role::Loopback | Role::Chained => Ok(()),
+        Role::Ipam | Role::Interface => {
+            let ipam = ipam_config(conf)?;
+            let state = store_for(conf, Some(&ipam))?.lock()?.load()?;
+            let held = state.attachment(&key).ok_or_else(|| {
+                CniError::new(
+                    Code::Kernel,
+                    format!(
+                        "no addresses are allocated to container {} interface {}",
+                        key.container_id, key.ifname
+                    ),
+                )
+            })?;
+            let prev = conf.prev_result.clone().unwrap_or_default();
+            for ip in sandbox_addresses(&prev) {
+                if !held.ips.iter().any(|a| a.ip == ip.addr()) {
+                    return Err(CniError::new(
+                        Code::Kernel,
+                        format!(
+                            "address {ip} of the ADD result is not allocated to container {}",
+                            key.container_id
+                        ),
+                    ));
+                }
+            }
+            if role == Role::Ipam {
+                return Ok(());
+            }
+            let netns_path = env.netns()?;
+            let pod_ns = open_pod_netns(netns_path)?;
+            let addresses: Vec<(IpNet, IpAddr)> = sandbox_addresses(&prev)
+                .into_iter()
+                .map(|a| {
+                    (
+                        a,
+                        prev.ips
+                            .iter()
+                            .find(|i| i.address == a)
+                            .and_then(|i| i.gateway)
+                            .unwrap_or(a.addr()),
+                    )
+                })
+                .collect();
+            let path = netns_path.display().to_string();
+            let mut plan = plan(env, conf, &ipam, &path, &addresses)?;
+            plan.addresses = addresses;
+            let routes: Vec<IpNet> = prev.routes.iter().map(|r| r.dst).collect();
+            wire::check(&plan, &pod_ns, &routes)
+        }
+    }
+}
+
+// === STATUS ===
+
+fn status(conf: &NetConf, role: Role) -> Result<()> {
+    if matches!(role, Role::Loopback | Role::Chained) {
+        return Ok(());
+    }
+    let ipam = ipam_config(conf)?;
+    let store = store_for(conf, Some(&ipam))?;
+    store.is_writable().map_err(|e| {
+        CniError::new(
+            Code::NotAvailable,
+            format!("IPAM store unusable: {}", e.msg),
+        )
+    })?;
+    let state = store.lock()?.load()?;
+    for (i, free) in state.free_counts(&ipam).iter().enumerate() {
+        if *free == 0 {
+            return Err(CniError::new(
+                Code::NotAvailable,
+                format!(
+                    "ipam.ranges[{i}]: no free address left ({})",
+                    ipam.range_sets()[i]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+// === GC ===
+
+fn gc(conf: &NetConf, role: Role) -> Result<()> {
+    let valid: Vec<AttachmentKey> = conf
+        .valid_attachments()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| AttachmentKey::new(a.container_id, a.ifname))
+        .collect();
+    let store = match role {
+        Role::Loopback => return Ok(()),
+        Role::Chained => store_for(conf, None)?,
+        Role::Ipam | Role::Interface => store_for(conf, Some(&ipam_config(conf)?))?,
+    };
+    // Undo the kernel side before forgetting, so an interrupted GC is simply run again.
+    let stale: Vec<(AttachmentKey, Record)> = {
+        let state = store.lock()?.load()?;
+        state
+            .attachments
+            .iter()
+            .filter(|(k, _)| !valid.contains(k))
+            .map(|(k, a)| (k.clone(), Record::from_data(&a.data)))
+            .collect()
+    };
+    let mut first_error = None;
+    for (key, record) in &stale {
+        if record.interface
+            && role == Role::Interface
+            && let Err(e) = wire::teardown(&key.container_id, &key.ifname)
+        {
+            first_error.get_or_insert(e);
+        }
+        if !record.rules.is_empty()
+            && let Err(e) = apply_rules(&nft::render_del(&record.rules))
+        {
+            first_error.get_or_insert(e);
+        }
+    }
+    store.update(|s| Ok(s.gc(&valid)))?;
+    first_error.map_or(Ok(()), Err)
+}

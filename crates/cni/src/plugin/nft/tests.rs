@@ -1,0 +1,75 @@
+use super::*;
+
+fn sample() -> AttachmentRules {
+    AttachmentRules {
+        id: "0123456789abc".into(),
+        host_ports: vec![
+            HostPort {
+                protocol: "tcp".into(),
+                host_port: 18083,
+                host_ip: None,
+                pod: "10.240.0.8/24".parse().unwrap(),
+                container_port: 80,
+            },
+            HostPort {
+                protocol: "udp".into(),
+                host_port: 5353,
+                host_ip: Some("192.0.2.1".parse().unwrap()),
+                pod: "10.240.0.8/24".parse().unwrap(),
+                container_port: 53,
+            },
+            HostPort {
+                protocol: "tcp".into(),
+                host_port: 18083,
+                host_ip: None,
+                pod: "fd00::8/64".parse().unwrap(),
+                container_port: 80,
+            },
+        ],
+        masq: vec![
+            Masq {
+                pod: "10.240.0.8/24".parse().unwrap(),
+            },
+            Masq {
+                pod: "fd00::8/64".parse().unwrap(),
+            },
+        ],
+    }
+}
+
+#[test]
+fn add_script_matches_golden() {
+    insta::assert_snapshot!(render_add(&sample()));
+}
+
+#[test]
+fn del_script_adds_before_deleting_so_it_never_fails_on_missing_objects() {
+    let s = render_del(&sample());
+    insta::assert_snapshot!(s);
+    let add = s
+        .find("add element inet podnet_cni masq_v4 { 10.240.0.8 }")
+        .unwrap();
+    let del = s
+        .find("delete element inet podnet_cni masq_v4 { 10.240.0.8 }")
+        .unwrap();
+    assert!(add < del);
+}
+
+#[test]
+fn one_dispatch_element_per_protocol_and_port() {
+    let s = render_add(&sample());
+    assert_eq!(s.matches("tcp . 18083 : goto hp_0123456789abc").count(), 1);
+    assert_eq!(s.matches("udp . 5353 : goto hp_0123456789abc").count(), 1);
+}
+
+#[test]
+fn empty_rules_need_no_table() {
+    assert!(
+        AttachmentRules {
+            id: "x".into(),
+            ..Default::default()
+        }
+        .is_empty()
+    );
+    assert!(!sample().is_empty());
+}

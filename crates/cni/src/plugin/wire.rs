@@ -1,0 +1,415 @@
+//! The kernel side of an attachment: the veth pair, the node bridge or host routes, and the pod's
+//! addresses and routes. Runs in the node's namespace (the plugin's own) and reaches into the
+//! pod's through a netlink socket opened there.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+
+use ipnet::IpNet;
+use podnet_kernel::netlink::{Netlink, NetlinkError, RouteSpec, VethEnd, format_mac};
+use podnet_kernel::{netns, sysctl};
+
+use crate::error::{CniError, Code, Result};
+use crate::plugin::names;
+
+/// How the pod is connected to its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// The host end joins a node bridge; pods of the node share one L2 segment.
+    Bridge {
+        /// The bridge's name.
+        name: String,
+        /// Put each range's gateway address on the bridge (the node routes for its pods).
+        is_gateway: bool,
+        /// Route the pod's default route through that gateway.
+        is_default_gateway: bool,
+        /// Let a pod's packets come back to it through the bridge port (hairpin).
+        hairpin: bool,
+        /// Put the bridge in promiscuous mode.
+        promisc: bool,
+    },
+    /// Routed: a /32 (/128) per pod, a host route to its veth, no bridge.
+    Ptp,
+}
+
+/// Everything needed to wire one pod interface.
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    /// Container ID, from `CNI_CONTAINERID`.
+    pub container_id: &'a str,
+    /// Interface name inside the pod, from `CNI_IFNAME`.
+    pub ifname: &'a str,
+    /// The pod's namespace path, from `CNI_NETNS` (reported as the interface's sandbox).
+    pub netns_path: &'a str,
+    /// Bridge or routed.
+    pub topology: Topology,
+    /// MTU of both veth ends (and of a bridge this plugin creates).
+    pub mtu: Option<u32>,
+    /// The pod's addresses, each with its subnet's prefix and the range's gateway.
+    pub addresses: Vec<(IpNet, IpAddr)>,
+    /// Extra routes for the pod (`ipam.routes`); a missing gateway means the range's gateway.
+    pub routes: Vec<(IpNet, Option<IpAddr>)>,
+    /// Keep IPv6 duplicate address detection on (`enabledad`).
+    pub enable_dad: bool,
+}
+
+/// What [`setup`] made, for the CNI result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wired {
+    /// `(name, mac, sandbox)` of each interface: the bridge (bridge mode), the host veth, the pod's.
+    pub interfaces: Vec<(String, String, Option<String>)>,
+    /// The address each pod address is configured with (`/32` in ptp mode).
+    pub addresses: Vec<(IpNet, IpAddr)>,
+}
+
+fn kernel(e: NetlinkError) -> CniError {
+    CniError::new(Code::Kernel, e.to_string())
+}
+
+/// The gateway and prefix to configure on the pod: its subnet in bridge mode, a host route in
+/// ptp mode (the veth has no broadcast domain, so everything goes through the gateway).
+fn pod_address(topology: &Topology, addr: IpNet) -> IpNet {
+    match topology {
+        Topology::Bridge { .. } => addr,
+        Topology::Ptp => {
+            IpNet::new(addr.addr(), if addr.addr().is_ipv4() { 32 } else { 128 }).unwrap_or(addr)
+        }
+    }
+}
+
+fn host_prefix(ip: IpAddr) -> IpNet {
+    IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).unwrap_or_else(|_| IpNet::from(ip))
+}
+
+/// Wires the pod. On error the caller undoes it with [`teardown`] (everything made here hangs off
+/// the host veth, whose name derives from the attachment).
+pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
+    let mut host = Netlink::open()
+        .map_err(|e| CniError::new(Code::Kernel, format!("opening netlink: {e}")))?;
+    let mut pod = Netlink::open_in(pod_ns).map_err(|e| {
+        CniError::new(
+            Code::Kernel,
+            format!("opening netlink in {}: {e}", plan.netns_path),
+        )
+    })?;
+    let veth = names::host_veth(plan.container_id, plan.ifname);
+    let mut interfaces = Vec::new();
+
+    let bridge = match &plan.topology {
+        Topology::Bridge {
+            name,
+            is_gateway,
+            promisc,
+            ..
+        } => {
+            let br = ensure_bridge(&mut host, name, plan.mtu)?;
+            if *promisc {
+                host.set_promisc(br.0, true).map_err(kernel)?;
+            }
+            if *is_gateway {
+                for (addr, gw) in &plan.addresses {
+                    let gw_net = IpNet::new(*gw, addr.prefix_len()).unwrap_or(addr.trunc());
+                    match host.add_address(br.0, gw_net, true) {
+                        Err(e) if !e.is_exists() => return Err(kernel(e)),
+                        _ => {}
+                    }
+                }
+            }
+            interfaces.push((name.clone(), br.1, None));
+            Some(br.0)
+        }
+        Topology::Ptp => None,
+    };
+    if plan.topology != Topology::Ptp || !plan.addresses.is_empty() {
+        enable_forwarding(&plan.addresses)?;
+    }
+
+    let host_mac = names::mac(&["host", plan.container_id, plan.ifname]);
+    let pod_mac = names::mac(&["pod", plan.container_id, plan.ifname]);
+    let local = VethEnd {
+        name: &veth,
+        mtu: plan.mtu,
+        mac: Some(host_mac),
+        netns: None,
+        master: bridge,
+    };
+    let peer = VethEnd {
+        name: plan.ifname,
+        mtu: plan.mtu,
+        mac: Some(pod_mac),
+        netns: Some(pod_ns.as_fd()),
+        master: None,
+    };
+    if let Err(e) = host.add_veth(&local, &peer) {
+        if !e.is_exists() {
+            return Err(kernel(e));
+        }
+        // Either our host end survived an interrupted earlier ADD (its name is ours alone), or the
+        // pod already has the interface. Remove a stale host end and try once more.
+        if pod.link(plan.ifname).map_err(kernel)?.is_some() {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "CNI_IFNAME: interface {:?} already exists in {}",
+                    plan.ifname, plan.netns_path
+                ),
+            ));
+        }
+        host.delete_link_by_name(&veth).map_err(kernel)?;
+        host.add_veth(&local, &peer).map_err(kernel)?;
+    }
+    let host_link = host.link(&veth).map_err(kernel)?.ok_or_else(|| {
+        CniError::new(Code::Kernel, format!("veth {veth} vanished after creation"))
+    })?;
+    if let Topology::Bridge { hairpin: true, .. } = plan.topology {
+        host.set_hairpin(host_link.index, true).map_err(kernel)?;
+    }
+    host.set_up(host_link.index).map_err(kernel)?;
+    interfaces.push((veth.clone(), format_mac(&host_mac), None));
+
+    // Inside the pod.
+    let has_v6 = plan.addresses.iter().any(|(a, _)| a.addr().is_ipv6());
+    if has_v6 && !plan.enable_dad {
+        let ifname = plan.ifname;
+        netns::run_in(pod_ns, || {
+            sysctl::set(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")
+        })
+        .and_then(|r| r)
+        .map_err(|e| CniError::new(Code::Kernel, format!("disabling DAD on {ifname}: {e}")))?;
+    }
+    let lo = pod.link("lo").map_err(kernel)?;
+    if let Some(lo) = lo.filter(|l| !l.up) {
+        pod.set_up(lo.index).map_err(kernel)?;
+    }
+    let pod_link = pod.link(plan.ifname).map_err(kernel)?.ok_or_else(|| {
+        CniError::new(
+            Code::Kernel,
+            format!("{} did not appear in {}", plan.ifname, plan.netns_path),
+        )
+    })?;
+    let mut configured = Vec::new();
+    for (addr, gw) in &plan.addresses {
+        let addr = pod_address(&plan.topology, *addr);
+        pod.add_address(pod_link.index, addr, !plan.enable_dad)
+            .map_err(kernel)?;
+        configured.push((addr, *gw));
+    }
+    pod.set_up(pod_link.index).map_err(kernel)?;
+
+    // Routes: in ptp mode the gateway is reachable only through an explicit link route.
+    let is_default_gw = matches!(
+        plan.topology,
+        Topology::Bridge {
+            is_default_gateway: true,
+            ..
+        }
+    );
+    for (addr, gw) in &plan.addresses {
+        if plan.topology == Topology::Ptp {
+            let r = RouteSpec {
+                dst: host_prefix(*gw),
+                gateway: None,
+                oif: Some(pod_link.index),
+                link_scope: true,
+                onlink: false,
+            };
+            add_route(&mut pod, &r)?;
+            // The gateway lives on the host end of every ptp veth.
+            match host.add_address(host_link.index, host_prefix(*gw), true) {
+                Err(e) if !e.is_exists() => return Err(kernel(e)),
+                _ => {}
+            }
+            let back = RouteSpec {
+                dst: host_prefix(addr.addr()),
+                gateway: None,
+                oif: Some(host_link.index),
+                link_scope: true,
+                onlink: false,
+            };
+            add_route(&mut host, &back)?;
+        }
+        if is_default_gw {
+            let any = if addr.addr().is_ipv4() {
+                "0.0.0.0/0"
+            } else {
+                "::/0"
+            };
+            let dst: IpNet = any
+                .parse()
+                .map_err(|_| CniError::new(Code::Kernel, "default route"))?;
+            add_route(
+                &mut pod,
+                &RouteSpec {
+                    dst,
+                    gateway: Some(*gw),
+                    oif: Some(pod_link.index),
+                    link_scope: false,
+                    onlink: false,
+                },
+            )?;
+        }
+    }
+    for (dst, gw) in &plan.routes {
+        let gw = gw.or_else(|| {
+            plan.addresses
+                .iter()
+                .find(|(a, _)| a.addr().is_ipv4() == dst.addr().is_ipv4())
+                .map(|(_, g)| *g)
+        });
+        if is_default_gw && dst.prefix_len() == 0 {
+            continue; // already added as the default route
+        }
+        add_route(
+            &mut pod,
+            &RouteSpec {
+                dst: *dst,
+                gateway: gw,
+                oif: Some(pod_link.index),
+                link_scope: false,
+                onlink: false,
+            },
+        )?;
+    }
+    interfaces.push((
+        plan.ifname.to_owned(),
+        format_mac(&pod_mac),
+        Some(plan.netns_path.to_owned()),
+    ));
+    Ok(Wired {
+        interfaces,
+        addresses: configured,
+    })
+}
+
+fn add_route(nl: &mut Netlink, r: &RouteSpec) -> Result<()> {
+    match nl.add_route(r) {
+        Err(e) if !e.is_exists() => Err(kernel(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Finds or creates the node bridge and sets it up; returns `(index, mac)`.
+fn ensure_bridge(nl: &mut Netlink, name: &str, mtu: Option<u32>) -> Result<(u32, String)> {
+    if let Some(br) = nl.link(name).map_err(kernel)? {
+        if br.kind.as_deref().is_some_and(|k| k != "bridge") {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "bridge: {name:?} exists but is a {} device, not a bridge",
+                    br.kind.unwrap_or_default()
+                ),
+            ));
+        }
+        if !br.up {
+            nl.set_up(br.index).map_err(kernel)?;
+        }
+        return Ok((br.index, br.mac.map(|m| format_mac(&m)).unwrap_or_default()));
+    }
+    // An explicit MAC keeps the bridge's address fixed; otherwise it follows the lowest port MAC
+    // and pods' ARP entries for the gateway go stale as pods come and go.
+    let mac = names::mac(&["bridge", name]);
+    match nl.add_bridge(name, mtu, Some(mac)) {
+        Err(e) if !e.is_exists() => return Err(kernel(e)), // EEXIST: a concurrent ADD made it
+        _ => {}
+    }
+    let br = nl.link(name).map_err(kernel)?.ok_or_else(|| {
+        CniError::new(
+            Code::Kernel,
+            format!("bridge {name} vanished after creation"),
+        )
+    })?;
+    nl.set_up(br.index).map_err(kernel)?;
+    Ok((br.index, br.mac.map(|m| format_mac(&m)).unwrap_or_default()))
+}
+
+/// The node routes for its pods.
+fn enable_forwarding(addresses: &[(IpNet, IpAddr)]) -> Result<()> {
+    let err = |e: std::io::Error| CniError::new(Code::Kernel, format!("enabling forwarding: {e}"));
+    if addresses.iter().any(|(a, _)| a.addr().is_ipv4()) {
+        sysctl::set("net/ipv4/ip_forward", "1").map_err(err)?;
+    }
+    if addresses.iter().any(|(a, _)| a.addr().is_ipv6()) {
+        sysctl::set("net/ipv6/conf/all/forwarding", "1").map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Removes the attachment's host veth (the pod end and the ptp host routes go with it).
+/// Succeeds when it is already gone; touches nothing inside the pod's namespace.
+pub fn teardown(container_id: &str, ifname: &str) -> Result<()> {
+    let mut host = Netlink::open()
+        .map_err(|e| CniError::new(Code::Kernel, format!("opening netlink: {e}")))?;
+    host.delete_link_by_name(&names::host_veth(container_id, ifname))
+        .map_err(kernel)?;
+    Ok(())
+}
+
+/// Verifies an attachment against what ADD reported: the host veth (on its bridge), the pod
+/// interface, its addresses and routes. The error names the first thing that differs.
+pub fn check(plan: &Plan<'_>, pod_ns: &File, expected_routes: &[IpNet]) -> Result<()> {
+    let fail = |msg: String| CniError::new(Code::Kernel, msg);
+    let mut host = Netlink::open().map_err(|e| fail(format!("opening netlink: {e}")))?;
+    let veth = names::host_veth(plan.container_id, plan.ifname);
+    let host_link = host.link(&veth).map_err(kernel)?.ok_or_else(|| {
+        fail(format!(
+            "host veth {veth} of {}/{} is missing",
+            plan.container_id, plan.ifname
+        ))
+    })?;
+    if let Topology::Bridge { name, .. } = &plan.topology {
+        let br = host
+            .link(name)
+            .map_err(kernel)?
+            .ok_or_else(|| fail(format!("bridge {name} is missing")))?;
+        if host_link.master != Some(br.index) {
+            return Err(fail(format!(
+                "host veth {veth} is not attached to bridge {name}"
+            )));
+        }
+    }
+    let mut pod = Netlink::open_in(pod_ns)
+        .map_err(|e| fail(format!("opening netlink in {}: {e}", plan.netns_path)))?;
+    let link = pod.link(plan.ifname).map_err(kernel)?.ok_or_else(|| {
+        fail(format!(
+            "interface {} is missing in {}",
+            plan.ifname, plan.netns_path
+        ))
+    })?;
+    if !link.up {
+        return Err(fail(format!(
+            "interface {} in {} is down",
+            plan.ifname, plan.netns_path
+        )));
+    }
+    let have: Vec<IpNet> = pod
+        .addresses()
+        .map_err(kernel)?
+        .into_iter()
+        .filter(|(i, _)| *i == link.index)
+        .map(|(_, a)| a)
+        .collect();
+    for (addr, _) in &plan.addresses {
+        if !have.iter().any(|h| h.addr() == addr.addr()) {
+            return Err(fail(format!(
+                "interface {} in {} lacks address {addr} (from the ADD result); it has [{}]",
+                plan.ifname,
+                plan.netns_path,
+                have.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    for dst in expected_routes {
+        let routes = pod.routes(dst.addr().is_ipv6()).map_err(kernel)?;
+        if !routes.iter().any(|r| r.dst == *dst) {
+            return Err(fail(format!(
+                "route to {dst} is missing in {}",
+                plan.netns_path
+            )));
+        }
+    }
+    Ok(())
+}
