@@ -65,3 +65,26 @@ pub fn list_table_json(family: &str, name: &str) -> Result<Option<String>, NftEr
         }
     }
 }
+
+/// Runs `nft list ARGS` (e.g. `["map", "inet", "t", "m"]`) and returns its text; empty when the
+/// object does not exist.
+pub fn list(args: &[&str]) -> Result<String, NftError> {
+    let out = Command::new("nft")
+        .arg("list")
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(NftError::Spawn)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No such file or directory") {
+            Ok(String::new())
+        } else {
+            Err(NftError::Rejected {
+                stderr: stderr.trim().to_owned(),
+            })
+        }
+    }
+}

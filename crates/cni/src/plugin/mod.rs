@@ -194,6 +194,22 @@ fn apply_rules(script: &str) -> Result<()> {
     podnet_kernel::nft::apply(script).map_err(|e| CniError::new(Code::Kernel, e.to_string()))
 }
 
+/// Removes an attachment's rules. A record can claim a hostPort that another pod holds (its ADD
+/// was killed, or failed on that very conflict); then only the ports that really lead to this
+/// attachment's chain are removed, as the table itself says.
+fn remove_rules(rules: &AttachmentRules) -> Result<()> {
+    if rules.is_empty() || apply_rules(&nft::render_del(rules)).is_ok() {
+        return Ok(());
+    }
+    let listed = podnet_kernel::nft::list(&["map", "inet", nft::TABLE, "hostport_dispatch"])
+        .map_err(|e| CniError::new(Code::Kernel, e.to_string()))?;
+    let owned = nft::owned_ports(&listed, &rules.id);
+    let mut mine = rules.clone();
+    mine.host_ports
+        .retain(|hp| owned.contains(&(hp.protocol.clone(), hp.host_port)));
+    apply_rules(&nft::render_del(&mine))
+}
+
 /// The nft rules an attachment needs: its hostPorts and masquerade entries.
 fn rules_for(
     env: &Env,
@@ -412,7 +428,7 @@ fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
     }
     if let Some(record) = &record
         && !record.rules.is_empty()
-        && let Err(e) = apply_rules(&nft::render_del(&record.rules))
+        && let Err(e) = remove_rules(&record.rules)
     {
         first_error.get_or_insert(e);
     }
@@ -517,15 +533,15 @@ fn add_chained(env: &Env, conf: &NetConf) -> Result<CniResult> {
             Ok(())
         })?;
         if let Err(e) = apply_rules(&nft::render_add(&rules)) {
-            let _ = apply_rules(&nft::render_del(&rules));
-            let _ = store.update(|s| Ok(forget_rules(s, &key)));
+            let _ = remove_rules(&rules);
+            let _ = store.update(|s| forget_rules(s, &key));
             return Err(e);
         }
     }
     Ok(prev)
 }
 
-fn forget_rules(state: &mut IpamState, key: &AttachmentKey) {
+fn forget_rules(state: &mut IpamState, key: &AttachmentKey) -> Result<()> {
     if let Some(a) = state.attachment(key) {
         let mut record = Record::from_data(&a.data);
         record.rules = AttachmentRules::default();
@@ -535,6 +551,7 @@ fn forget_rules(state: &mut IpamState, key: &AttachmentKey) {
             state.attachments.entry(key.clone()).or_default().data = record.to_data();
         }
     }
+    Ok(())
 }
 
 // === DEL ===
@@ -560,8 +577,8 @@ fn del(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
                 .attachment(&key)
                 .map(|a| Record::from_data(&a.data));
             if let Some(record) = record.filter(|r| !r.rules.is_empty()) {
-                apply_rules(&nft::render_del(&record.rules))?;
-                store.update(|s| Ok(forget_rules(s, &key)))?;
+                remove_rules(&record.rules)?;
+                store.update(|s| forget_rules(s, &key))?;
             }
             Ok(())
         }
@@ -692,7 +709,7 @@ fn gc(conf: &NetConf, role: Role) -> Result<()> {
             first_error.get_or_insert(e);
         }
         if !record.rules.is_empty()
-            && let Err(e) = apply_rules(&nft::render_del(&record.rules))
+            && let Err(e) = remove_rules(&record.rules)
         {
             first_error.get_or_insert(e);
         }

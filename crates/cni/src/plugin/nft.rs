@@ -65,9 +65,9 @@ fn base(s: &mut String) {
     let t = format!("inet {TABLE}");
     let _ = writeln!(s, "add table {t}");
     for (chain, hook, prio) in [
-        ("nat_prerouting", "prerouting", "dstnat"),
-        ("nat_output", "output", "dstnat"),
-        ("nat_postrouting", "postrouting", "srcnat"),
+        ("nat_prerouting", "prerouting", "-100"),
+        ("nat_output", "output", "-100"),
+        ("nat_postrouting", "postrouting", "100"),
     ] {
         let _ = writeln!(
             s,
@@ -240,6 +240,23 @@ pub fn render_del(rules: &AttachmentRules) -> String {
         let _ = writeln!(s, "delete chain {t} {chain}");
     }
     s
+}
+
+/// The `(protocol, port)` keys of `hostport_dispatch` that lead to attachment `id`'s chain, read
+/// from `nft list map` output (elements look like `tcp . 8080 : goto hp_<id>`).
+pub fn owned_ports(listing: &str, id: &str) -> Vec<(String, u16)> {
+    let target = format!("goto hp_{id}");
+    listing
+        .split([',', '{', '}', '\n'])
+        .filter_map(|element| {
+            let (key, verdict) = element.split_once(':')?;
+            if verdict.trim() != target {
+                return None;
+            }
+            let (proto, port) = key.split_once('.')?;
+            Some((proto.trim().to_owned(), port.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -228,6 +228,16 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
                 onlink: false,
             };
             add_route(&mut host, &back)?;
+            // The rest of the pod subnet is reached through the gateway too (as the reference
+            // ptp plugin does), since the pod's /32 has no connected route.
+            let subnet = RouteSpec {
+                dst: addr.trunc(),
+                gateway: Some(*gw),
+                oif: Some(pod_link.index),
+                link_scope: false,
+                onlink: false,
+            };
+            add_route(&mut pod, &subnet)?;
         }
         if is_default_gw {
             let any = if addr.addr().is_ipv4() {

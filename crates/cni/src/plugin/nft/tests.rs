@@ -73,3 +73,14 @@ fn empty_rules_need_no_table() {
     );
     assert!(!sample().is_empty());
 }
+
+#[test]
+fn owned_ports_reads_only_this_attachments_elements() {
+    let listing = "table inet podnet_cni {\n\tmap hostport_dispatch {\n\t\ttype inet_proto . inet_service : verdict\n\t\telements = { tcp . 18082 : goto hp_aaa, udp . 53 : goto hp_bbb,\n\t\t\t     tcp . 80 : goto hp_bbb }\n\t}\n}\n";
+    assert_eq!(
+        owned_ports(listing, "bbb"),
+        vec![("udp".to_owned(), 53), ("tcp".to_owned(), 80)]
+    );
+    assert_eq!(owned_ports(listing, "aaa"), vec![("tcp".to_owned(), 18082)]);
+    assert!(owned_ports(listing, "ccc").is_empty());
+}

@@ -1,0 +1,198 @@
+//! The on-disk IPAM store for one network on one node: the whole [`IpamState`] in one JSON file,
+//! read and replaced under an exclusive file lock.
+//!
+//! Layout of `<dataDir>/<network name>/`:
+//! - `lock`: empty. Every invocation holds an exclusive `flock` on it from load to save, so
+//!   concurrent ADD/DEL/GC (threads or processes) see each other's changes. host-local locks the
+//!   same file name in the same default directory.
+//! - `state.json`: `{"version": 1, "state": {"attachments": [...], "lastReserved": {...}}}`.
+//! - `state.json.tmp`: the next state while it is written. It is fsynced and renamed over
+//!   `state.json`, then the directory is fsynced; a crash at any point leaves either the old or
+//!   the new `state.json`. A leftover temp file is never read and is overwritten by the next save.
+//!
+//! Why one file: a single atomic rename is the simplest crash-safe unit, and a node holds a few
+//! hundred allocations at most, so rewriting them all per change costs little. It also makes DEL
+//! a map lookup instead of host-local's walk over one file per address.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::allocator::IpamState;
+use crate::error::{CniError, Code, Result};
+
+const LOCK_FILE: &str = "lock";
+const STATE_FILE: &str = "state.json";
+const TEMP_FILE: &str = "state.json.tmp";
+const PROBE_FILE: &str = "probe";
+/// Bumped when the file's meaning changes, so an older plugin refuses a newer file.
+const VERSION: u32 = 1;
+
+/// The store directory of one network.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// The store while this process holds its lock; dropping it unlocks.
+#[derive(Debug)]
+pub struct Locked {
+    /// Held for its lock only: closing the file releases the `flock`.
+    _lock: File,
+    dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct StateFileRef<'a> {
+    version: u32,
+    state: &'a IpamState,
+}
+
+#[derive(Deserialize)]
+struct StateFile {
+    version: u32,
+    state: IpamState,
+}
+
+impl Store {
+    /// Opens (creating with parents) `<data_dir>/<network>`. The network name becomes a
+    /// directory name, so `/`, `.` and `..` are refused.
+    pub fn open(data_dir: &Path, network: &str) -> Result<Self> {
+        if network.is_empty()
+            || network == "."
+            || network == ".."
+            || network.contains('/')
+            || network.contains('\0')
+        {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "name: {network:?} cannot name the IPAM store directory (expected a \
+                     non-empty name without '/', not \".\" or \"..\")"
+                ),
+            ));
+        }
+        let dir = data_dir.join(network);
+        fs::create_dir_all(&dir).map_err(|e| io_error("cannot create IPAM directory", &dir, e))?;
+        Ok(Self { dir })
+    }
+
+    /// The store directory, `<data_dir>/<network>`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Waits for the exclusive lock. Each call opens `lock` anew: `flock` locks belong to an
+    /// open file, so this serialises threads of one process as well as processes.
+    pub fn lock(&self) -> Result<Locked> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_error("cannot open IPAM lock file", &path, e))?;
+        file.lock()
+            .map_err(|e| io_error("cannot lock IPAM lock file", &path, e))?;
+        Ok(Locked {
+            _lock: file,
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// Lock, load, run `f`, save if `f` changed the state, unlock. An error from `f` saves
+    /// nothing. Read-only uses (CHECK, STATUS) thus never write.
+    pub fn update<T>(&self, f: impl FnOnce(&mut IpamState) -> Result<T>) -> Result<T> {
+        let locked = self.lock()?;
+        let before = locked.load()?;
+        let mut state = before.clone();
+        let out = f(&mut state)?;
+        if state != before {
+            locked.save(&state)?;
+        }
+        Ok(out)
+    }
+
+    /// For STATUS: `Ok` if files can be locked, created and removed in the directory; the error
+    /// says which operation failed on which path.
+    pub fn is_writable(&self) -> Result<()> {
+        let _locked = self.lock()?;
+        let probe = self.dir.join(PROBE_FILE);
+        fs::write(&probe, b"").map_err(|e| io_error("cannot write", &probe, e))?;
+        fs::remove_file(&probe).map_err(|e| io_error("cannot remove", &probe, e))
+    }
+}
+
+impl Locked {
+    /// The committed state; an empty one if nothing was ever saved. A file that does not decode
+    /// is an error, never an empty state: that would hand out addresses pods still use.
+    pub fn load(&self) -> Result<IpamState> {
+        let path = self.dir.join(STATE_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(IpamState::default()),
+            Err(e) => return Err(io_error("cannot read IPAM state", &path, e)),
+        };
+        let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
+            CniError::new(
+                Code::Decode,
+                format!(
+                    "IPAM state {} is corrupt: {e} (moving it aside frees every address of this \
+                     network on this node, including ones pods still use)",
+                    path.display()
+                ),
+            )
+            .with_details(e)
+        })?;
+        if file.version != VERSION {
+            return Err(CniError::new(
+                Code::Decode,
+                format!(
+                    "IPAM state {} has version {}; this podnet-cni reads version {VERSION}",
+                    path.display(),
+                    file.version
+                ),
+            ));
+        }
+        Ok(file.state)
+    }
+
+    /// Replaces the committed state with `state` atomically (temp file, fsync, rename, fsync of
+    /// the directory).
+    pub fn save(&self, state: &IpamState) -> Result<()> {
+        let tmp = self.dir.join(TEMP_FILE);
+        let path = self.dir.join(STATE_FILE);
+        let bytes = serde_json::to_vec_pretty(&StateFileRef {
+            version: VERSION,
+            state,
+        })
+        .map_err(|e| {
+            CniError::new(Code::Io, format!("cannot encode IPAM state: {e}")).with_details(e)
+        })?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| io_error("cannot create", &tmp, e))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error("cannot write", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(|e| io_error("cannot replace", &path, e))?;
+        // The rename is durable only once the directory entry is on disk.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("cannot sync", &self.dir, e))
+    }
+}
+
+fn io_error(what: &str, path: &Path, e: io::Error) -> CniError {
+    CniError::new(Code::Io, format!("{what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+//! The CNI verbs beyond ADD: CHECK, DEL's idempotence, GC, STATUS, VERSION, loopback.
+
+use podnet_testkit::Netns;
+use serde_json::json;
+
+use crate::{Node, first_ip, plugin};
+
+#[test]
+fn check_passes_on_a_healthy_pod_and_names_a_removed_address() {
+    let node = Node::bridge("10.98.1.0/24");
+    let pod = Netns::new("pod");
+    let result = node.add("pod", &pod);
+    let mut conf = node.conf.clone();
+    conf["prevResult"] = result.clone();
+    let ok = node.call_with("CHECK", "pod", "eth0", Some(pod.path()), &conf);
+    assert_eq!(ok.code, 0, "CHECK on a healthy pod failed: {}", ok.stdout);
+
+    let addr = result["ips"][0]["address"].as_str().unwrap();
+    pod.ip(&["addr", "del", addr, "dev", "eth0"]);
+    let bad = node.call_with("CHECK", "pod", "eth0", Some(pod.path()), &conf);
+    assert_ne!(bad.code, 0, "CHECK passed with the address removed");
+    let msg = bad.json()["msg"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        msg.contains(&first_ip(&result)) && msg.contains("eth0"),
+        "unclear message: {msg}"
+    );
+}
+
+#[test]
+fn del_twice_succeeds_and_frees_everything() {
+    let node = Node::bridge("10.98.2.0/24");
+    let pod = Netns::new("pod");
+    let result = node.add("pod", &pod);
+    assert_eq!(node.allocated().len(), 1);
+    node.del("pod", Some(&pod), Some(&result));
+    node.del("pod", Some(&pod), Some(&result));
+    assert!(node.allocated().is_empty());
+    assert!(node.veths().is_empty(), "veth left: {:?}", node.veths());
+    assert!(!pod.link_names().contains(&"eth0".to_owned()));
+}
+
+#[test]
+fn del_succeeds_when_the_netns_is_gone() {
+    let node = Node::bridge("10.98.3.0/24");
+    let pod = Netns::new("pod");
+    let result = node.add("pod", &pod);
+    let path = pod.path().to_owned();
+    drop(pod);
+    let out = node.call_with("DEL", "pod", "eth0", Some(&path), &{
+        let mut c = node.conf.clone();
+        c["prevResult"] = result;
+        c
+    });
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(node.allocated().is_empty());
+    assert!(node.veths().is_empty());
+}
+
+#[test]
+fn del_with_empty_netns_and_no_prev_result_releases_the_address() {
+    // Exactly the CRI path's second DEL.
+    let node = Node::bridge("10.98.4.0/24");
+    let pod = Netns::new("pod");
+    node.add("pod", &pod);
+    node.del("pod", None, None);
+    assert!(node.allocated().is_empty());
+    assert!(node.veths().is_empty());
+}
+
+#[test]
+fn loopback_del_on_the_nodes_own_netns_leaves_its_lo_up() {
+    // A recycled netns path can point at the node itself (plugins#714).
+    let node = Node::bridge("10.98.5.0/24");
+    let lo = json!({"cniVersion": "0.3.1", "name": "cni-loopback", "type": "podnet-cni"});
+    let own = format!("/proc/{}/ns/net", std::process::id());
+    let _ = own;
+    let out = node.call_with("DEL", "c1", "lo", Some(node.ns.path()), &lo);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        node.ns.ip_json(&["link", "show", "lo"])[0]["operstate"],
+        "UNKNOWN"
+    );
+    let add = node.call_with("ADD", "c1", "eth0", Some(node.ns.path()), &node.conf);
+    assert_eq!(
+        add.error_code(),
+        Some(8),
+        "ADD into the plugin's own netns: {}",
+        add.stdout
+    );
+    assert!(node.veths().is_empty() && node.allocated().is_empty());
+}
+
+#[test]
+fn loopback_add_brings_lo_up() {
+    let node = Node::bridge("10.98.6.0/24");
+    let pod = Netns::new("pod");
+    pod.ip(&["link", "set", "lo", "down"]);
+    let lo = json!({"cniVersion": "1.0.0", "name": "cni-loopback", "type": "podnet-cni"});
+    let out = node.call_with("ADD", "c1", "lo", Some(pod.path()), &lo);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(out.json()["interfaces"][0]["name"], "lo");
+    assert!(pod.ping("127.0.0.1", 1));
+}
+
+#[test]
+fn gc_releases_exactly_the_attachments_not_listed_as_valid() {
+    let node = Node::bridge("10.98.7.0/24");
+    let pods: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("p{i}"))).collect();
+    for (i, p) in pods.iter().enumerate() {
+        node.add(&format!("c{i}"), p);
+    }
+    let mut conf = node.conf.clone();
+    conf["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
+    let out = node.call_with("GC", "", "", None, &conf);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(node.allocated().len(), 1);
+    assert_eq!(node.veths().len(), 1);
+    assert!(
+        pods[1].link_names().contains(&"eth0".to_owned()),
+        "GC removed a valid attachment"
+    );
+    // The older key works too, and an empty list releases everything.
+    let mut conf = node.conf.clone();
+    conf["cni.dev/attachments"] = json!([]);
+    assert_eq!(node.call_with("GC", "", "", None, &conf).code, 0);
+    assert!(node.allocated().is_empty() && node.veths().is_empty());
+}
+
+#[test]
+fn status_is_ok_until_the_range_is_exhausted() {
+    let mut node = Node::bridge("10.98.8.0/30"); // one usable address besides the gateway
+    node.conf["ipam"]["ranges"] = json!([[{"subnet": "10.98.8.0/30"}]]);
+    assert_eq!(node.call_with("STATUS", "", "", None, &node.conf).code, 0);
+    let pod = Netns::new("pod");
+    node.add("pod", &pod);
+    let out = node.call_with("STATUS", "", "", None, &node.conf);
+    assert_eq!(out.error_code(), Some(50), "{}", out.stdout);
+}
+
+#[test]
+fn version_lists_the_five_supported_versions() {
+    let node = Node::bridge("10.98.9.0/24");
+    let out = podnet_testkit::run_plugin(
+        &plugin(),
+        &node.ns,
+        &[("CNI_COMMAND", "VERSION")],
+        r#"{"cniVersion":"1.0.0"}"#,
+    );
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        out.json()["supportedVersions"],
+        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+}
+
+#[test]
+fn results_are_converted_to_the_requested_version() {
+    let mut node = Node::bridge("10.98.10.0/24");
+    for (i, v) in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
+        node.conf["cniVersion"] = json!(v);
+        let pod = Netns::new("pod");
+        let r = node.add(&format!("c{i}"), &pod);
+        assert_eq!(r["cniVersion"], *v);
+        let has_version_field = r["ips"][0].get("version").is_some();
+        assert_eq!(has_version_field, v.starts_with("0."), "{v}: {r}");
+        assert!(
+            r["interfaces"][2].get("mtu").is_none(),
+            "no mtu configured, {v}: {r}"
+        );
+    }
+}
