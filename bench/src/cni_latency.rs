@@ -26,7 +26,13 @@ struct Plugin {
 }
 
 impl Plugin {
-    fn new(label: &'static str, binary: PathBuf, cni_path: &str, plugin_type: &str, subnet: &str) -> Plugin {
+    fn new(
+        label: &'static str,
+        binary: PathBuf,
+        cni_path: &str,
+        plugin_type: &str,
+        subnet: &str,
+    ) -> Plugin {
         let data = scratch_dir();
         // The same config for both: a node bridge with the gateway on it, host-local IPAM.
         let conf = json!({
@@ -39,7 +45,14 @@ impl Plugin {
             "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data.path()}
         })
         .to_string();
-        Plugin { label, binary, cni_path: cni_path.to_owned(), node: Netns::new(label), conf, _data: data }
+        Plugin {
+            label,
+            binary,
+            cni_path: cni_path.to_owned(),
+            node: Netns::new(label),
+            conf,
+            _data: data,
+        }
     }
 
     /// Runs one command for `cid` in `pod` and returns how long the plugin process took.
@@ -56,7 +69,12 @@ impl Plugin {
         let out = run_plugin(&self.binary, &self.node, &env, &self.conf);
         let took = start.elapsed();
         if out.code != 0 {
-            bail!("{} {command} {cid} failed: {} {}", self.label, out.stdout, out.stderr);
+            bail!(
+                "{} {command} {cid} failed: {} {}",
+                self.label,
+                out.stdout,
+                out.stderr
+            );
         }
         Ok(took)
     }
@@ -75,31 +93,61 @@ fn ms(d: Duration) -> f64 {
 fn concurrent(plugin: &Plugin, command: &str, pods: &[Netns]) -> Result<Duration> {
     let start = Instant::now();
     std::thread::scope(|s| {
-        let handles: Vec<_> =
-            pods.iter().enumerate().map(|(i, p)| s.spawn(move || plugin.call(command, &format!("conc{i}"), p))).collect();
-        handles.into_iter().try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("thread panicked"))?.map(drop))
+        let handles: Vec<_> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| s.spawn(move || plugin.call(command, &format!("conc{i}"), p)))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("thread panicked"))?
+                .map(drop)
+        })
     })?;
     Ok(start.elapsed())
 }
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let ours = args.next().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/release/podnet-cni"));
+    let ours = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release/podnet-cni"));
     let reference_dir = args.next().unwrap_or_else(|| "/usr/lib/cni".to_owned());
     let reference = Path::new(&reference_dir).join("bridge");
     for p in [&ours, &reference] {
         if !p.exists() {
-            bail!("{} not found (build with `cargo build --release`, install containernetworking-plugins)", p.display());
+            bail!(
+                "{} not found (build with `cargo build --release`, install containernetworking-plugins)",
+                p.display()
+            );
         }
     }
     let ours = ours.canonicalize().context("podnet-cni path")?;
     let plugins = [
-        Plugin::new("reference", reference, &reference_dir, "bridge", "10.201.0.0/24"),
-        Plugin::new("podnet", ours.clone(), ours.parent().map(|p| p.display().to_string()).unwrap_or_default().as_str(), "podnet-cni", "10.202.0.0/24"),
+        Plugin::new(
+            "reference",
+            reference,
+            &reference_dir,
+            "bridge",
+            "10.201.0.0/24",
+        ),
+        Plugin::new(
+            "podnet",
+            ours.clone(),
+            ours.parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+                .as_str(),
+            "podnet-cni",
+            "10.202.0.0/24",
+        ),
     ];
 
     // Sequential: interleaved, one pod namespace per plugin and round.
-    let pods: Vec<[Netns; 2]> = (0..SEQUENTIAL).map(|i| [Netns::new(&format!("r{i}")), Netns::new(&format!("p{i}"))]).collect();
+    let pods: Vec<[Netns; 2]> = (0..SEQUENTIAL)
+        .map(|i| [Netns::new(&format!("r{i}")), Netns::new(&format!("p{i}"))])
+        .collect();
     let mut add = [Vec::new(), Vec::new()];
     let mut del = [Vec::new(), Vec::new()];
     for (i, pair) in pods.iter().enumerate() {
@@ -117,23 +165,46 @@ fn main() -> Result<()> {
     // Concurrent batches.
     let mut batch = [[Duration::ZERO; 2]; 2];
     for (k, plugin) in plugins.iter().enumerate() {
-        let pods: Vec<Netns> = (0..CONCURRENT).map(|i| Netns::new(&format!("c{i}"))).collect();
+        let pods: Vec<Netns> = (0..CONCURRENT)
+            .map(|i| Netns::new(&format!("c{i}")))
+            .collect();
         batch[k][0] = concurrent(plugin, "ADD", &pods)?;
         batch[k][1] = concurrent(plugin, "DEL", &pods)?;
     }
 
-    println!("CNI latency, {SEQUENTIAL} sequential and {CONCURRENT} concurrent pods, same node config");
-    println!("(reference: {reference_dir}/bridge + host-local; podnet: {})\n", ours.display());
-    println!("{:<28} {:>12} {:>12} {:>8}", "", "reference", "podnet", "ratio");
+    println!(
+        "CNI latency, {SEQUENTIAL} sequential and {CONCURRENT} concurrent pods, same node config"
+    );
+    println!(
+        "(reference: {reference_dir}/bridge + host-local; podnet: {})\n",
+        ours.display()
+    );
+    println!(
+        "{:<28} {:>12} {:>12} {:>8}",
+        "", "reference", "podnet", "ratio"
+    );
     let mut rows = Vec::new();
-    for (name, which, p) in [("ADD median (ms)", 0, 0.5), ("ADD p95 (ms)", 0, 0.95), ("DEL median (ms)", 1, 0.5), ("DEL p95 (ms)", 1, 0.95)] {
+    for (name, which, p) in [
+        ("ADD median (ms)", 0, 0.5),
+        ("ADD p95 (ms)", 0, 0.95),
+        ("DEL median (ms)", 1, 0.5),
+        ("DEL p95 (ms)", 1, 0.95),
+    ] {
         let samples = if which == 0 { &mut add } else { &mut del };
         let r = ms(percentile(&mut samples[0], p));
         let o = ms(percentile(&mut samples[1], p));
         rows.push((name.to_owned(), r, o));
     }
-    rows.push((format!("{CONCURRENT} concurrent ADDs (ms)"), ms(batch[0][0]), ms(batch[1][0])));
-    rows.push((format!("{CONCURRENT} concurrent DELs (ms)"), ms(batch[0][1]), ms(batch[1][1])));
+    rows.push((
+        format!("{CONCURRENT} concurrent ADDs (ms)"),
+        ms(batch[0][0]),
+        ms(batch[1][0]),
+    ));
+    rows.push((
+        format!("{CONCURRENT} concurrent DELs (ms)"),
+        ms(batch[0][1]),
+        ms(batch[1][1]),
+    ));
     for (name, r, o) in rows {
         println!("{name:<28} {r:>12.2} {o:>12.2} {:>7.3}x", o / r);
     }
