@@ -10,8 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::error::{CniError, Code, Result};
 
-/// host-local's default `dataDir`; the store lives in `<dataDir>/<network name>`.
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
+/// The default `dataDir`; the store lives in `<dataDir>/<network name>`. Not host-local's
+/// `/var/lib/cni/networks`: podnet does not read host-local's one-file-per-address records, so
+/// sharing its directory on a node switched from host-local could hand out a live address.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/podnet";
 
 /// The validated `ipam` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

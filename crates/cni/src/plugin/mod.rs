@@ -276,26 +276,45 @@ fn add_interface(env: &Env, conf: &NetConf) -> Result<CniResult> {
     let store = store_for(conf, Some(&ipam))?;
     let key = key(env)?;
 
-    // Allocate and record what we are about to build, in one locked step.
-    let (addresses, fresh) = store.update(|state| {
-        let fresh = state.attachment(&key).is_none();
+    // Allocate and record what we are about to build, in one locked step. A record that already
+    // says `interface` belongs to a live attachment (a repeated ADD): it is neither overwritten
+    // nor undone if this ADD fails.
+    let (addresses, rules, before) = store.update(|state| {
+        let before = state.attachment(&key).cloned();
         let allocated = state.allocate(&ipam, &key, &requested)?;
         let addresses = addresses_of(&ipam, &allocated)?;
         let nets: Vec<IpNet> = addresses.iter().map(|(a, _)| *a).collect();
-        let record = Record {
-            interface: true,
-            rules: rules_for(env, conf, &nets, conf.ip_masq)?,
-        };
-        state.attachments.entry(key.clone()).or_default().data = record.to_data();
-        Ok((addresses, fresh))
+        let rules = rules_for(env, conf, &nets, conf.ip_masq)?;
+        if !before
+            .as_ref()
+            .is_some_and(|a| Record::from_data(&a.data).interface)
+        {
+            let record = Record {
+                interface: true,
+                rules: rules.clone(),
+            };
+            state.attachments.entry(key.clone()).or_default().data = record.to_data();
+        }
+        Ok((addresses, rules, before))
     })?;
+    let live_before = before
+        .as_ref()
+        .is_some_and(|a| Record::from_data(&a.data).interface);
 
-    let built = wire_and_rule(env, conf, &ipam, &pod_ns, netns_path, &addresses);
-    match built {
+    match wire_and_rule(env, conf, &ipam, &pod_ns, netns_path, &addresses, &rules) {
         Ok(result) => Ok(result),
+        Err(e) if live_before => Err(e),
         Err(e) => {
             // Roll back everything this ADD made; the original error is what the runtime sees.
-            let _ = undo(env, &store, fresh);
+            // Addresses held before (an IPAM-only ADD for the same key) stay, with their record.
+            if undo(env, &store, before.is_none()).is_ok()
+                && let Some(before) = before
+            {
+                let _ = store.update(|s| {
+                    s.attachments.insert(key.clone(), before);
+                    Ok(())
+                });
+            }
             Err(e)
         }
     }
@@ -362,14 +381,13 @@ fn wire_and_rule(
     pod_ns: &File,
     netns_path: &Path,
     addresses: &[(IpNet, IpAddr)],
+    rules: &AttachmentRules,
 ) -> Result<CniResult> {
     let path = netns_path.display().to_string();
     let plan = plan(env, conf, ipam, &path, addresses)?;
     let wired = wire::setup(&plan, pod_ns)?;
-    let nets: Vec<IpNet> = wired.addresses.iter().map(|(a, _)| *a).collect();
-    let rules = rules_for(env, conf, &nets, conf.ip_masq)?;
     if !rules.is_empty() {
-        apply_rules(&nft::render_add(&rules))?;
+        apply_rules(&nft::render_add(rules))?;
     }
     let sandbox_index = wired.interfaces.len() - 1;
     let mut result = CniResult {
@@ -396,7 +414,7 @@ fn wire_and_rule(
         routes: ipam.routes.iter().map(|r| route(r.dst, r.gw)).collect(),
         dns: conf.dns.clone(),
     };
-    if conf.is_default_gateway {
+    if conf.is_default_gateway && conf.mode == Mode::Bridge {
         for (addr, gw) in addresses {
             let dst: IpNet = if addr.addr().is_ipv4() {
                 "0.0.0.0/0"
@@ -413,15 +431,20 @@ fn wire_and_rule(
     Ok(result)
 }
 
-/// Removes everything an attachment has (veth, rules) and, if `release`, its addresses.
-/// Keeps going past errors and reports the first.
-fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
-    let key = key(env)?;
-    let record = store
+/// What the store remembers about `key`, if anything.
+fn load_record(store: &Store, key: &AttachmentKey) -> Result<Option<Record>> {
+    Ok(store
         .lock()?
         .load()?
-        .attachment(&key)
-        .map(|a| Record::from_data(&a.data));
+        .attachment(key)
+        .map(|a| Record::from_data(&a.data)))
+}
+
+/// Removes everything an attachment has (veth, rules) and, if `release`, its addresses.
+/// Keeps going past errors and reports the first; then nothing is released.
+fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
+    let key = key(env)?;
+    let record = load_record(store, &key)?;
     let mut first_error = None;
     if let Err(e) = wire::teardown(&key.container_id, &key.ifname) {
         first_error.get_or_insert(e);
@@ -432,10 +455,16 @@ fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
     {
         first_error.get_or_insert(e);
     }
-    if release && let Err(e) = store.update(|s| Ok(s.release(&key))) {
-        first_error.get_or_insert(e);
+    // Forget the attachment only once its kernel side is gone: the record is what a retried
+    // DEL needs to find the rest, and releasing the address early could hand it out while the
+    // old veth still carries it.
+    if let Some(e) = first_error {
+        return Err(e);
     }
-    first_error.map_or(Ok(()), Err)
+    if release {
+        store.update(|s| Ok(s.release(&key)))?;
+    }
+    Ok(())
 }
 
 fn add_loopback(env: &Env) -> Result<CniResult> {
@@ -518,7 +547,13 @@ fn sandbox_addresses(prev: &CniResult) -> Vec<IpNet> {
 }
 
 fn add_chained(env: &Env, conf: &NetConf) -> Result<CniResult> {
-    let prev = conf.prev_result.clone().unwrap_or_default();
+    let prev = conf.prev_result.clone().ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            "prevResult: missing; without an ipam section podnet-cni runs chained after an \
+             interface plugin (as portmap does) and needs that plugin's result",
+        )
+    })?;
     let rules = rules_for(env, conf, &sandbox_addresses(&prev), conf.ip_masq)?;
     if !rules.is_empty() {
         let store = store_for(conf, None)?;
@@ -571,11 +606,7 @@ fn del(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
         Role::Chained => {
             let store = store_for(conf, None)?;
             let key = key(env)?;
-            let record = store
-                .lock()?
-                .load()?
-                .attachment(&key)
-                .map(|a| Record::from_data(&a.data));
+            let record = load_record(&store, &key)?;
             if let Some(record) = record.filter(|r| !r.rules.is_empty()) {
                 remove_rules(&record.rules)?;
                 store.update(|s| forget_rules(s, &key))?;
@@ -701,19 +732,21 @@ fn gc(conf: &NetConf, role: Role) -> Result<()> {
             .collect()
     };
     let mut first_error = None;
+    let mut keep = valid;
     for (key, record) in &stale {
-        if record.interface
-            && role == Role::Interface
-            && let Err(e) = wire::teardown(&key.container_id, &key.ifname)
-        {
-            first_error.get_or_insert(e);
+        let mut undone = Ok(());
+        if record.interface && role == Role::Interface {
+            undone = wire::teardown(&key.container_id, &key.ifname);
         }
-        if !record.rules.is_empty()
-            && let Err(e) = remove_rules(&record.rules)
-        {
+        if undone.is_ok() && !record.rules.is_empty() {
+            undone = remove_rules(&record.rules);
+        }
+        if let Err(e) = undone {
+            // Kept, so the next GC tries again.
+            keep.push(key.clone());
             first_error.get_or_insert(e);
         }
     }
-    store.update(|s| Ok(s.gc(&valid)))?;
+    store.update(|s| Ok(s.gc(&keep)))?;
     first_error.map_or(Ok(()), Err)
 }

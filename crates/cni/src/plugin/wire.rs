@@ -302,7 +302,7 @@ fn add_route(nl: &mut Netlink, r: &RouteSpec) -> Result<()> {
 /// Finds or creates the node bridge and sets it up; returns `(index, mac)`.
 fn ensure_bridge(nl: &mut Netlink, name: &str, mtu: Option<u32>) -> Result<(u32, String)> {
     if let Some(br) = nl.link(name).map_err(kernel)? {
-        if br.kind.as_deref().is_some_and(|k| k != "bridge") {
+        if br.kind.as_deref() != Some("bridge") {
             return Err(CniError::new(
                 Code::InvalidConfig,
                 format!(

@@ -255,3 +255,52 @@ fn add_failing_halfway_rolls_back_its_veth_address_and_rules() {
     assert_eq!(node.allocated().len(), 1);
     assert_eq!(node.veths().len(), 1);
 }
+
+#[test]
+fn a_repeated_add_fails_without_touching_the_live_attachment() {
+    let node = Node::bridge("10.97.6.0/24");
+    let pod = Netns::new("pod");
+    let first = node.add("pod", &pod);
+    let out = node.call_with("ADD", "pod", "eth0", Some(pod.path()), &node.conf);
+    assert_ne!(out.code, 0, "a second ADD for a live attachment succeeded");
+    assert_eq!(node.veths().len(), 1, "the live veth was removed");
+    assert_eq!(node.allocated().len(), 1, "the live address was released");
+    assert!(
+        pod.addresses("eth0")
+            .iter()
+            .any(|a| a.starts_with(&crate::first_ip(&first)))
+    );
+    assert!(
+        pod.ping("10.97.6.1", 2),
+        "the live pod lost its connectivity"
+    );
+}
+
+#[test]
+fn a_bridge_name_that_is_not_a_bridge_is_refused_and_left_alone() {
+    let mut node = Node::bridge("10.97.7.0/24");
+    node.ns.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1",
+    ]);
+    node.conf["bridge"] = json!("uplink0");
+    let pod = Netns::new("pod");
+    let out = node.call_with("ADD", "c", "eth0", Some(pod.path()), &node.conf);
+    assert_eq!(out.error_code(), Some(7), "{}", out.stdout);
+    assert!(out.json()["msg"].as_str().unwrap().contains("uplink0"));
+    assert!(
+        node.ns.addresses("uplink0").is_empty(),
+        "the gateway address went onto uplink0"
+    );
+    assert_clean(&node, &pod, "not a bridge");
+}
+
+#[test]
+fn chained_without_a_previous_result_is_invalid_config() {
+    let node = Node::bridge("10.97.8.0/24");
+    let pod = Netns::new("pod");
+    let conf = json!({"cniVersion": "1.0.0", "name": "testnet", "type": "podnet-cni",
+                      "capabilities": {"portMappings": true}, "dataDir": node.data.path()});
+    let out = node.call_with("ADD", "c", "eth0", Some(pod.path()), &conf);
+    assert_eq!(out.error_code(), Some(7), "{}", out.stdout);
+    assert!(out.json()["msg"].as_str().unwrap().contains("prevResult"));
+}

@@ -69,6 +69,7 @@ fn dual_stack_pods_get_one_address_per_family_and_reach_each_other_over_both() {
 fn ptp_pods_are_routed_with_a_host_route_each_and_reach_each_other() {
     let mut node = Node::bridge("10.99.3.0/24");
     node.conf["mode"] = json!("ptp");
+    node.conf["ipMasq"] = json!(true);
     let (a, b) = (Netns::new("a"), Netns::new("b"));
     let ra = node.add("pod-a", &a);
     let rb = node.add("pod-b", &b);
@@ -90,6 +91,15 @@ fn ptp_pods_are_routed_with_a_host_route_each_and_reach_each_other() {
     assert!(b.ping(&first_ip(&ra), 3), "b cannot reach a");
     assert!(a.ping(&first_ip(&rb), 3), "a cannot reach b");
     assert!(a.ping("10.99.3.1", 3), "a cannot reach its gateway");
+    // Masquerade skips the whole pod subnet, not just the pod's own /32.
+    let (_, skip, _) = node.ns.exec(
+        "nft",
+        &["list", "set", "inet", "podnet_cni", "masq_skip_v4"],
+    );
+    assert!(
+        skip.contains(&format!("{} . 10.99.3.0/24", first_ip(&ra))),
+        "{skip}"
+    );
 }
 
 #[test]
