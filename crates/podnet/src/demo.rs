@@ -87,6 +87,17 @@ fn run_in(
     Ok((out.status.success(), text))
 }
 
+/// The `CNI_*` variables a runtime sets for `command` on the demo pod `cid` at `netns`.
+fn cni_env<'a>(command: &'a str, cid: &'a str, netns: &'a str) -> [(&'a str, &'a str); 5] {
+    [
+        ("CNI_COMMAND", command),
+        ("CNI_CONTAINERID", cid),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/opt/cni/bin"),
+    ]
+}
+
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }
@@ -130,13 +141,7 @@ pub(crate) fn run(plugin: Option<PathBuf>, keep: bool) -> Result<()> {
     for (i, pod) in pods.iter().enumerate() {
         let pod_path = format!("{}/{pod}", netns::NETNS_RUN_DIR);
         let cid = format!("demo{tag}pod{i}");
-        let env = [
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", cid.as_str()),
-            ("CNI_NETNS", pod_path.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/opt/cni/bin"),
-        ];
+        let env = cni_env("ADD", &cid, &pod_path);
         let started = std::time::Instant::now();
         let (ok, out) = run_in(
             &node_path,
@@ -204,13 +209,7 @@ pub(crate) fn run(plugin: Option<PathBuf>, keep: bool) -> Result<()> {
     for (i, pod) in pods.iter().enumerate() {
         let cid = format!("demo{tag}pod{i}");
         let pod_path = format!("{}/{pod}", netns::NETNS_RUN_DIR);
-        let env = [
-            ("CNI_COMMAND", "DEL"),
-            ("CNI_CONTAINERID", cid.as_str()),
-            ("CNI_NETNS", pod_path.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/opt/cni/bin"),
-        ];
+        let env = cni_env("DEL", &cid, &pod_path);
         if !keep {
             let (ok, out) = run_in(
                 &node_path,

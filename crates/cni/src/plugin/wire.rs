@@ -121,7 +121,15 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
         }
         Topology::Ptp => None,
     };
-    if plan.topology != Topology::Ptp || !plan.addresses.is_empty() {
+    // The node routes for its pods when it is their gateway (as the reference bridge and ptp do).
+    if matches!(
+        plan.topology,
+        Topology::Ptp
+            | Topology::Bridge {
+                is_gateway: true,
+                ..
+            }
+    ) {
         enable_forwarding(&plan.addresses)?;
     }
 
