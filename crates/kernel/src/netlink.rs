@@ -477,6 +477,13 @@ impl Netlink {
                             )),
                         };
                     }
+                    // A dump that failed part-way ends with a negative errno in DONE.
+                    NetlinkPayload::Done(done) if done.code < 0 => {
+                        return Err(NetlinkError::new(
+                            op,
+                            io::Error::from_raw_os_error(-done.code),
+                        ));
+                    }
                     NetlinkPayload::Done(_) => return Ok(replies),
                     NetlinkPayload::InnerMessage(inner) => {
                         replies.push(inner);
