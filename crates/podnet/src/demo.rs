@@ -137,18 +137,18 @@ pub(crate) fn run(plugin: Option<PathBuf>, keep: bool) -> Result<()> {
         indent(&config)
     );
 
+    // Runs podnet-cni in the node as a runtime does: the CNI_* environment, the config on stdin.
+    let plugin_path = plugin.display().to_string();
+    let call_plugin = |command: &str, cid: &str, pod_path: &str| {
+        let env = cni_env(command, cid, pod_path);
+        run_in(&node_path, &plugin_path, &[], Some((&config, &env)))
+    };
     let mut ips = Vec::new();
     for (i, pod) in pods.iter().enumerate() {
         let pod_path = format!("{}/{pod}", netns::NETNS_RUN_DIR);
         let cid = format!("demo{tag}pod{i}");
-        let env = cni_env("ADD", &cid, &pod_path);
         let started = std::time::Instant::now();
-        let (ok, out) = run_in(
-            &node_path,
-            &plugin.display().to_string(),
-            &[],
-            Some((&config, &env)),
-        )?;
+        let (ok, out) = call_plugin("ADD", &cid, &pod_path)?;
         let took = started.elapsed();
         if !ok {
             bail!("podnet-cni ADD for {pod} failed:\n{out}");
@@ -209,14 +209,8 @@ pub(crate) fn run(plugin: Option<PathBuf>, keep: bool) -> Result<()> {
     for (i, pod) in pods.iter().enumerate() {
         let cid = format!("demo{tag}pod{i}");
         let pod_path = format!("{}/{pod}", netns::NETNS_RUN_DIR);
-        let env = cni_env("DEL", &cid, &pod_path);
         if !keep {
-            let (ok, out) = run_in(
-                &node_path,
-                &plugin.display().to_string(),
-                &[],
-                Some((&config, &env)),
-            )?;
+            let (ok, out) = call_plugin("DEL", &cid, &pod_path)?;
             if !ok {
                 bail!("podnet-cni DEL for {pod} failed:\n{out}");
             }

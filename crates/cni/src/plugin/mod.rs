@@ -279,27 +279,24 @@ fn add_interface(env: &Env, conf: &NetConf) -> Result<CniResult> {
     // Allocate and record what we are about to build, in one locked step. A record that already
     // says `interface` belongs to a live attachment (a repeated ADD): it is neither overwritten
     // nor undone if this ADD fails.
-    let (addresses, rules, before) = store.update(|state| {
+    let (addresses, rules, before, live_before) = store.update(|state| {
         let before = state.attachment(&key).cloned();
+        let live_before = before
+            .as_ref()
+            .is_some_and(|a| Record::from_data(&a.data).interface);
         let allocated = state.allocate(&ipam, &key, &requested)?;
         let addresses = addresses_of(&ipam, &allocated)?;
         let nets: Vec<IpNet> = addresses.iter().map(|(a, _)| *a).collect();
         let rules = rules_for(env, conf, &nets, conf.ip_masq)?;
-        if !before
-            .as_ref()
-            .is_some_and(|a| Record::from_data(&a.data).interface)
-        {
+        if !live_before {
             let record = Record {
                 interface: true,
                 rules: rules.clone(),
             };
             state.attachments.entry(key.clone()).or_default().data = record.to_data();
         }
-        Ok((addresses, rules, before))
+        Ok((addresses, rules, before, live_before))
     })?;
-    let live_before = before
-        .as_ref()
-        .is_some_and(|a| Record::from_data(&a.data).interface);
 
     match wire_and_rule(env, conf, &ipam, &pod_ns, netns_path, &addresses, &rules) {
         Ok(result) => Ok(result),

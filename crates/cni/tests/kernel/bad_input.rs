@@ -1,7 +1,7 @@
 //! Malformed input gets the right CNI error code, a message naming the field and value, and
 //! leaves nothing behind: no link, no address, no allocation, no rule.
 
-use podnet_testkit::{Netns, run_plugin};
+use podnet_testkit::{Netns, PluginOutput, run_plugin};
 use serde_json::{Value, json};
 
 use crate::{Node, plugin};
@@ -20,6 +20,16 @@ fn assert_clean(node: &Node, pod: &Netns, case: &str) {
         node.allocated().is_empty(),
         "{case}: addresses left {:?}",
         node.allocated()
+    );
+}
+
+/// The plugin failed with `code` and a message naming `needle`.
+fn assert_error(out: &PluginOutput, code: u64, needle: &str, case: &str) {
+    assert_eq!(out.error_code(), Some(code), "{case}: {}", out.stdout);
+    let msg = out.json()["msg"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        msg.contains(needle),
+        "{case}: message {msg:?} does not name {needle:?}"
     );
 }
 
@@ -103,12 +113,7 @@ fn malformed_configs_get_the_right_code_and_leave_nothing_behind() {
             ("CNI_IFNAME", "eth0"),
         ];
         let out = run_plugin(&plugin(), &node.ns, &env, &stdin);
-        assert_eq!(out.error_code(), Some(code), "{case}: {}", out.stdout);
-        let msg = out.json()["msg"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            msg.contains(needle),
-            "{case}: message {msg:?} does not name {needle:?}"
-        );
+        assert_error(&out, code, needle, case);
         assert_clean(&node, &pod, case);
     }
 }
@@ -172,12 +177,7 @@ fn bad_environments_get_code_4_naming_the_variable() {
     ];
     for (case, env, needle) in cases {
         let out = run_plugin(&plugin(), &node.ns, &env, &conf);
-        assert_eq!(out.error_code(), Some(4), "{case}: {}", out.stdout);
-        let msg = out.json()["msg"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            msg.contains(needle),
-            "{case}: message {msg:?} does not name {needle:?}"
-        );
+        assert_error(&out, 4, needle, case);
         assert_clean(&node, &pod, case);
     }
 }
