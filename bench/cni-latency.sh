@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 source scripts/deps
 podnet_install_deps
 cargo build --release --locked --bins
+# The release plugin is linked statically, like the reference plugins: no dynamic loader at start.
+cargo rustc --release --locked -p podnet-cni --bin podnet-cni -- -C target-feature=+crt-static
 exec target/release/cni-latency target/release/podnet-cni /usr/lib/cni

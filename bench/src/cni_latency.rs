@@ -55,6 +55,18 @@ impl Plugin {
         }
     }
 
+    /// Waits (untimed, up to 5 s) until the veths podnet-cni's DEL retired are deleted, so the
+    /// kernel work its detached reaper does never lands inside the next measured call of either
+    /// plugin.
+    fn settle(&self) {
+        for _ in 0..5000 {
+            if !reaper_running() && !self.node.link_names().iter().any(|l| l.starts_with("pz")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Runs one command for `cid` in `pod` and returns how long the plugin process took.
     fn call(&self, command: &str, cid: &str, pod: &Netns) -> Result<Duration> {
         let netns = pod.path().display().to_string();
@@ -78,6 +90,19 @@ impl Plugin {
         }
         Ok(took)
     }
+}
+
+/// True while a `podnet-cni --reap-links` process exists (its kernel work may outlast the link's
+/// disappearance from a dump).
+fn reaper_running() -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .map(|c| c.windows(12).any(|w| w == b"--reap-links"))
+            .unwrap_or(false)
+    })
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -158,6 +183,7 @@ fn main() -> Result<()> {
     for (i, pair) in pods.iter().enumerate() {
         for (k, plugin) in plugins.iter().enumerate() {
             del[k].push(plugin.call("DEL", &format!("seq{i}"), &pair[k])?);
+            plugin.settle();
         }
     }
     drop(pods);
@@ -170,6 +196,7 @@ fn main() -> Result<()> {
             .collect();
         batch[k][0] = concurrent(plugin, "ADD", &pods)?;
         batch[k][1] = concurrent(plugin, "DEL", &pods)?;
+        plugin.settle();
     }
 
     println!(

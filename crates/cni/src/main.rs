@@ -2,6 +2,9 @@
 //!
 //! Reads the `CNI_*` environment and the config on stdin, runs the command, and prints the result
 //! or the spec's error JSON on stdout (exit 1). Logs, if any, go to stderr.
+//!
+//! Invoked as `podnet-cni --reap-links NAME...` it is the detached process that finishes deleting
+//! the veths a DEL retired (see `plugin::wire::Teardown`).
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -10,6 +13,21 @@ use podnet_cni::error::{CniError, Code};
 use podnet_cni::spec::{Env, requested_version};
 
 fn main() -> ExitCode {
+    use podnet_cni::plugin::wire::reaper;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(reaper::ARG) {
+        // A detached reaper started by a DEL: nobody reads its output, so failures only set the
+        // exit status.
+        return if reaper::run(&args[1..]).is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        reaper::install(exe);
+    }
+
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     // Errors are reported in the version the config asked for, when it can be read at all.

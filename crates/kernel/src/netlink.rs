@@ -11,8 +11,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
@@ -156,7 +156,7 @@ impl Netlink {
 
     /// Opens a socket inside the namespace `ns`; it keeps working there from any thread.
     pub fn open_in(ns: &File) -> io::Result<Self> {
-        crate::netns::run_in(ns, Self::open)?
+        crate::netns::visit(ns, Self::open)?
     }
 
     /// Looks a link up by name; `None` if there is none.
@@ -235,6 +235,34 @@ impl Netlink {
             RouteNetlinkMessage::SetLink(msg),
             0,
             &format!("setting link {index} up"),
+        )
+    }
+
+    /// Sets a link down and takes it off its bridge, in one request: a link on its way out then
+    /// neither carries nor receives traffic, and the kernel drops IPv4 routes through it.
+    pub fn isolate(&mut self, index: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::empty();
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::Controller(0));
+        self.ack(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            &format!("isolating link {index}"),
+        )
+    }
+
+    /// Renames a link. The kernel refuses (`EBUSY`) while it is up, and `EEXIST` if the name is
+    /// taken.
+    pub fn rename(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        self.ack(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            &format!("renaming link {index} to {name}"),
         )
     }
 
@@ -414,12 +442,42 @@ impl Netlink {
     }
 
     /// Sends one request and collects the data messages of its answer, up to the ACK or DONE.
+    ///
+    /// A dump that the kernel marks inconsistent (`NLM_F_DUMP_INTR`: the table changed while it
+    /// was read, so entries may be missing or doubled) is read again, a few times at most.
     fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
         op: &str,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        const DUMP_ATTEMPTS: usize = 5;
+        let mut attempt = 1;
+        loop {
+            let (replies, interrupted) = self.request_once(msg.clone(), flags, op)?;
+            if !interrupted {
+                return Ok(replies);
+            }
+            if attempt == DUMP_ATTEMPTS {
+                return Err(NetlinkError::new(
+                    op,
+                    io::Error::new(
+                        io::ErrorKind::Interrupted,
+                        format!("the dump changed while it was read, {DUMP_ATTEMPTS} times"),
+                    ),
+                ));
+            }
+            attempt += 1;
+        }
+    }
+
+    /// One request: its data messages, and whether a dump was interrupted.
+    fn request_once(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &str,
+    ) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = flags;
@@ -435,6 +493,7 @@ impl Netlink {
         let expect_ack = flags & NLM_F_ACK != 0;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let mut replies = Vec::new();
+        let mut interrupted = false;
         loop {
             let n = self
                 .socket
@@ -467,10 +526,11 @@ impl Netlink {
                 if reply.header.sequence_number != self.seq {
                     continue; // a late answer to an earlier request
                 }
+                interrupted |= reply.header.flags & NLM_F_DUMP_INTR != 0;
                 match reply.payload {
                     NetlinkPayload::Error(err) => {
                         return match err.code {
-                            None => Ok(replies),
+                            None => Ok((replies, interrupted && dump)),
                             Some(code) => Err(NetlinkError::new(
                                 op,
                                 io::Error::from_raw_os_error(-code.get()),
@@ -484,11 +544,11 @@ impl Netlink {
                             io::Error::from_raw_os_error(-done.code),
                         ));
                     }
-                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::Done(_) => return Ok((replies, interrupted && dump)),
                     NetlinkPayload::InnerMessage(inner) => {
                         replies.push(inner);
                         if !dump && !expect_ack {
-                            return Ok(replies);
+                            return Ok((replies, false));
                         }
                     }
                     _ => {}

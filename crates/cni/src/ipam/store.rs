@@ -6,9 +6,18 @@
 //!   concurrent ADD/DEL/GC (threads or processes) see each other's changes. host-local locks the
 //!   same file name in the same default directory.
 //! - `state.json`: `{"version": 1, "state": {"attachments": [...], "lastReserved": {...}}}`.
-//! - `state.json.tmp`: the next state while it is written. It is fsynced and renamed over
-//!   `state.json`, then the directory is fsynced; a crash at any point leaves either the old or
-//!   the new `state.json`. A leftover temp file is never read and is overwritten by the next save.
+//! - `state.json.tmp`: the next state while it is written, then renamed over `state.json`. A
+//!   crash of the process at any point leaves either the old or the new `state.json`, never a torn
+//!   one. A leftover temp file is never read and is overwritten by the next save.
+//! - `boot`: the kernel's boot ID of the last boot in which this store was saved.
+//!
+//! Durability is paid once per boot, not per ADD. The first save of a boot syncs the state and
+//! the directory, then records the boot ID (synced too); later saves skip `fsync`, which would
+//! otherwise be a third of an ADD. Only a power loss or kernel crash can lose an unsynced save,
+//! and that means a reboot: no pod of the old boot is still running, the runtime's GC reconciles
+//! what the state still lists, and a state file torn by it is recognised by its stale `boot`
+//! record and started afresh. A state that does not decode in the boot that wrote it is an error,
+//! never an empty state (that would hand out addresses pods still use).
 //!
 //! Why one file: a single atomic rename is the simplest crash-safe unit, and a node holds a few
 //! hundred allocations at most, so rewriting them all per change costs little. It also makes DEL
@@ -27,6 +36,10 @@ const LOCK_FILE: &str = "lock";
 const STATE_FILE: &str = "state.json";
 const TEMP_FILE: &str = "state.json.tmp";
 const PROBE_FILE: &str = "probe";
+const BOOT_FILE: &str = "boot";
+const BOOT_TEMP_FILE: &str = "boot.tmp";
+/// The running kernel's boot ID (a random UUID per boot).
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 /// Bumped when the file's meaning changes, so an older plugin refuses a newer file.
 const VERSION: u32 = 1;
 
@@ -34,6 +47,8 @@ const VERSION: u32 = 1;
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// Where to read the current boot ID; tests point it elsewhere.
+    boot_id_path: PathBuf,
 }
 
 /// The store while this process holds its lock; dropping it unlocks.
@@ -42,6 +57,7 @@ pub struct Locked {
     /// Held for its lock only: closing the file releases the `flock`.
     _lock: File,
     dir: PathBuf,
+    boot_id_path: PathBuf,
 }
 
 #[derive(Serialize)]
@@ -76,7 +92,16 @@ impl Store {
         }
         let dir = data_dir.join(network);
         fs::create_dir_all(&dir).map_err(|e| io_error("cannot create IPAM directory", &dir, e))?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            boot_id_path: PathBuf::from(BOOT_ID_PATH),
+        })
+    }
+
+    /// Reads the current boot ID from `path` instead of the kernel's (for tests).
+    pub fn with_boot_id_path(mut self, path: PathBuf) -> Self {
+        self.boot_id_path = path;
+        self
     }
 
     /// The store directory, `<data_dir>/<network>`.
@@ -100,6 +125,7 @@ impl Store {
         Ok(Locked {
             _lock: file,
             dir: self.dir.clone(),
+            boot_id_path: self.boot_id_path.clone(),
         })
     }
 
@@ -127,8 +153,8 @@ impl Store {
 }
 
 impl Locked {
-    /// The committed state; an empty one if nothing was ever saved. A file that does not decode
-    /// is an error, never an empty state: that would hand out addresses pods still use.
+    /// The committed state; an empty one if nothing was ever saved, or if the file was torn in an
+    /// earlier boot. A file that does not decode in the boot that wrote it is an error.
     pub fn load(&self) -> Result<IpamState> {
         let path = self.dir.join(STATE_FILE);
         let bytes = match fs::read(&path) {
@@ -136,17 +162,19 @@ impl Locked {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(IpamState::default()),
             Err(e) => return Err(io_error("cannot read IPAM state", &path, e)),
         };
-        let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
-            CniError::new(
-                Code::Decode,
-                format!(
-                    "IPAM state {} is corrupt: {e} (moving it aside frees every address of this \
-                     network on this node, including ones pods still use)",
+        let file: StateFile = match serde_json::from_slice(&bytes) {
+            Ok(file) => file,
+            Err(_) if self.saved_in_earlier_boot() => {
+                // Torn by the power loss or crash that ended that boot; its pods died with it.
+                eprintln!(
+                    "podnet-cni: IPAM state {} was torn by the end of an earlier boot; starting \
+                     from an empty state",
                     path.display()
-                ),
-            )
-            .with_details(e)
-        })?;
+                );
+                return Ok(IpamState::default());
+            }
+            Err(e) => return Err(corrupt(&path, e)),
+        };
         if file.version != VERSION {
             return Err(CniError::new(
                 Code::Decode,
@@ -160,8 +188,8 @@ impl Locked {
         Ok(file.state)
     }
 
-    /// Replaces the committed state with `state` atomically (temp file, fsync, rename, fsync of
-    /// the directory).
+    /// Replaces the committed state with `state` atomically (temp file, rename); durably on the
+    /// first save of a boot (see the module docs).
     pub fn save(&self, state: &IpamState) -> Result<()> {
         let tmp = self.dir.join(TEMP_FILE);
         let path = self.dir.join(STATE_FILE);
@@ -172,22 +200,72 @@ impl Locked {
         .map_err(|e| {
             CniError::new(Code::Io, format!("cannot encode IPAM state: {e}")).with_details(e)
         })?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| io_error("cannot create", &tmp, e))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io_error("cannot write", &tmp, e))?;
-        drop(file);
+        let boot = self.current_boot();
+        let first_in_boot = boot.is_none() || self.recorded_boot() != boot;
+        write_file(&tmp, &bytes, first_in_boot)?;
         fs::rename(&tmp, &path).map_err(|e| io_error("cannot replace", &path, e))?;
-        // The rename is durable only once the directory entry is on disk.
+        if let (true, Some(boot)) = (first_in_boot, boot) {
+            self.sync_dir()?;
+            let tmp = self.dir.join(BOOT_TEMP_FILE);
+            let path = self.dir.join(BOOT_FILE);
+            write_file(&tmp, boot.as_bytes(), true)?;
+            fs::rename(&tmp, &path).map_err(|e| io_error("cannot replace", &path, e))?;
+            self.sync_dir()?;
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> Result<()> {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error("cannot sync", &self.dir, e))
     }
+
+    /// The running kernel's boot ID, if it can be read.
+    fn current_boot(&self) -> Option<String> {
+        let id = fs::read_to_string(&self.boot_id_path).ok()?;
+        Some(id.trim().to_owned()).filter(|id| !id.is_empty())
+    }
+
+    /// The boot ID recorded by the first save of the latest boot that saved.
+    fn recorded_boot(&self) -> Option<String> {
+        let id = fs::read_to_string(self.dir.join(BOOT_FILE)).ok()?;
+        Some(id.trim().to_owned())
+    }
+
+    /// True when the state was last saved in an earlier boot than the running one (and both
+    /// are known).
+    fn saved_in_earlier_boot(&self) -> bool {
+        matches!(
+            (self.recorded_boot(), self.current_boot()),
+            (Some(recorded), Some(now)) if recorded != now
+        )
+    }
+}
+
+/// Writes `bytes` to a fresh `path`, syncing its data to disk when `durable`.
+fn write_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| io_error("cannot create", path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
+        .map_err(|e| io_error("cannot write", path, e))
+}
+
+fn corrupt(path: &Path, e: serde_json::Error) -> CniError {
+    CniError::new(
+        Code::Decode,
+        format!(
+            "IPAM state {} is corrupt: {e} (moving it aside frees every address of this \
+             network on this node, including ones pods still use)",
+            path.display()
+        ),
+    )
+    .with_details(e)
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> CniError {

@@ -437,31 +437,33 @@ fn load_record(store: &Store, key: &AttachmentKey) -> Result<Option<Record>> {
         .map(|a| Record::from_data(&a.data)))
 }
 
-/// Removes everything an attachment has (veth, rules) and, if `release`, its addresses.
-/// Keeps going past errors and reports the first; then nothing is released.
+/// Removes everything an attachment has (veth, rules) and, if `release`, its addresses, in one
+/// locked step. Keeps going past errors and reports the first; then nothing is released.
 fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
     let key = key(env)?;
-    let record = load_record(store, &key)?;
-    let mut first_error = None;
-    if let Err(e) = wire::teardown(&key.container_id, &key.ifname) {
-        first_error.get_or_insert(e);
-    }
-    if let Some(record) = &record
-        && !record.rules.is_empty()
-        && let Err(e) = remove_rules(&record.rules)
-    {
-        first_error.get_or_insert(e);
-    }
-    // Forget the attachment only once its kernel side is gone: the record is what a retried
-    // DEL needs to find the rest, and releasing the address early could hand it out while the
-    // old veth still carries it.
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    if release {
-        store.update(|s| Ok(s.release(&key)))?;
-    }
-    Ok(())
+    store.update(|state| {
+        let record = state.attachment(&key).map(|a| Record::from_data(&a.data));
+        let mut first_error = None;
+        if let Err(e) = wire::teardown(&key.container_id, &key.ifname) {
+            first_error.get_or_insert(e);
+        }
+        if let Some(record) = &record
+            && !record.rules.is_empty()
+            && let Err(e) = remove_rules(&record.rules)
+        {
+            first_error.get_or_insert(e);
+        }
+        // Forget the attachment only once its kernel side is out of service: the record is what
+        // a retried DEL needs to find the rest. (The retired veth is down and off the bridge, so
+        // its address can go to a new pod while the reaper finishes deleting it.)
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if release {
+            state.release(&key);
+        }
+        Ok(())
+    })
 }
 
 fn add_loopback(env: &Env) -> Result<CniResult> {
@@ -730,10 +732,15 @@ fn gc(conf: &NetConf, role: Role) -> Result<()> {
     };
     let mut first_error = None;
     let mut keep = valid;
+    let mut teardown = None;
     for (key, record) in &stale {
         let mut undone = Ok(());
         if record.interface && role == Role::Interface {
-            undone = wire::teardown(&key.container_id, &key.ifname);
+            undone = match &mut teardown {
+                Some(t) => Ok(t),
+                None => wire::Teardown::new().map(|t| teardown.insert(t)),
+            }
+            .and_then(|t| t.retire(&key.container_id, &key.ifname));
         }
         if undone.is_ok() && !record.rules.is_empty() {
             undone = remove_rules(&record.rules);
@@ -743,6 +750,9 @@ fn gc(conf: &NetConf, role: Role) -> Result<()> {
             keep.push(key.clone());
             first_error.get_or_insert(e);
         }
+    }
+    if let Some(Err(e)) = teardown.map(wire::Teardown::finish) {
+        first_error.get_or_insert(e);
     }
     store.update(|s| Ok(s.gc(&keep)))?;
     first_error.map_or(Ok(()), Err)

@@ -153,8 +153,11 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
         if !e.is_exists() {
             return Err(kernel(e));
         }
-        // Either our host end survived an interrupted earlier ADD (its name is ours alone), or the
-        // pod already has the interface. Remove a stale host end and try once more.
+        // Our host end survived an interrupted earlier ADD (its name is ours alone), an earlier
+        // incarnation is still being reaped (its pod end may still hold CNI_IFNAME), or the pod
+        // already has the interface. Remove what is ours and try once more.
+        host.delete_link_by_name(&names::retired_veth(plan.container_id, plan.ifname))
+            .map_err(kernel)?;
         if pod.link(plan.ifname).map_err(kernel)?.is_some() {
             return Err(CniError::new(
                 Code::InvalidConfig,
@@ -180,7 +183,7 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
     let has_v6 = plan.addresses.iter().any(|(a, _)| a.addr().is_ipv6());
     if has_v6 && !plan.enable_dad {
         let ifname = plan.ifname;
-        netns::run_in(pod_ns, || {
+        netns::visit(pod_ns, || {
             sysctl::set(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")
         })
         .and_then(|r| r)
@@ -353,14 +356,130 @@ fn enable_forwarding(addresses: &[(IpNet, IpAddr)]) -> Result<()> {
     Ok(())
 }
 
-/// Removes the attachment's host veth (the pod end and the ptp host routes go with it).
-/// Succeeds when it is already gone; touches nothing inside the pod's namespace.
+/// Removes attachments' host veths (the pod end and the ptp host routes go with them); touches
+/// nothing inside the pods' namespaces.
+///
+/// Deleting a veth costs the kernel some 16 ms (it waits out RCU grace periods), more than
+/// everything else a DEL does. So each veth is taken out of service at once — set down, taken off
+/// the bridge, renamed to its retired name — and one detached process deletes them all
+/// afterwards (see [`reaper`]), so the runtime does not wait for it. A later ADD or DEL of the same
+/// attachment deletes a retired veth it finds synchronously.
+pub struct Teardown {
+    host: Netlink,
+    retired: Vec<String>,
+}
+
+impl Teardown {
+    /// Opens a netlink socket in the node's namespace (the calling thread's).
+    pub fn new() -> Result<Self> {
+        let host = Netlink::open()
+            .map_err(|e| CniError::new(Code::Kernel, format!("opening netlink: {e}")))?;
+        Ok(Self {
+            host,
+            retired: Vec::new(),
+        })
+    }
+
+    /// Takes the attachment's host veth out of service; succeeds when there is none.
+    pub fn retire(&mut self, container_id: &str, ifname: &str) -> Result<()> {
+        let veth = names::host_veth(container_id, ifname);
+        let retired = names::retired_veth(container_id, ifname);
+        let Some(link) = self.host.link(&veth).map_err(kernel)? else {
+            return Ok(());
+        };
+        self.host.isolate(link.index).map_err(kernel)?;
+        if let Err(e) = self.host.rename(link.index, &retired) {
+            if !e.is_exists() {
+                return Err(kernel(e));
+            }
+            // An earlier incarnation of this attachment is still being reaped.
+            self.host.delete_link_by_name(&retired).map_err(kernel)?;
+            self.host.rename(link.index, &retired).map_err(kernel)?;
+        }
+        self.retired.push(retired);
+        Ok(())
+    }
+
+    /// Hands the retired veths to a detached reaper, or deletes them here if none can be started.
+    pub fn finish(mut self) -> Result<()> {
+        if self.retired.is_empty() || reaper::spawn(&self.retired).is_ok() {
+            return Ok(());
+        }
+        for name in &self.retired {
+            self.host.delete_link_by_name(name).map_err(kernel)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes one attachment's host veth; see [`Teardown`].
 pub fn teardown(container_id: &str, ifname: &str) -> Result<()> {
-    let mut host = Netlink::open()
-        .map_err(|e| CniError::new(Code::Kernel, format!("opening netlink: {e}")))?;
-    host.delete_link_by_name(&names::host_veth(container_id, ifname))
-        .map_err(kernel)?;
-    Ok(())
+    let mut t = Teardown::new()?;
+    t.retire(container_id, ifname)?;
+    t.finish()
+}
+
+/// The detached process that deletes retired veths.
+///
+/// The plugin binary installs itself as the reaper ([`reaper::install`]) and serves
+/// [`reaper::ARG`]; library users that do not (tests) get synchronous deletion.
+pub mod reaper {
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::sync::OnceLock;
+
+    use podnet_kernel::netlink::Netlink;
+
+    use crate::plugin::names::RETIRED_PREFIX;
+
+    /// The argument that makes the plugin binary a reaper: `podnet-cni --reap-links NAME...`.
+    pub const ARG: &str = "--reap-links";
+
+    static EXECUTABLE: OnceLock<PathBuf> = OnceLock::new();
+
+    /// Makes `executable` (the plugin binary itself) the reaper.
+    pub fn install(executable: PathBuf) {
+        let _ = EXECUTABLE.set(executable);
+    }
+
+    /// Starts a reaper for `names` and does not wait for it. Its own process group and no
+    /// standard streams: the runtime sees the plugin's output end when the plugin exits.
+    pub(super) fn spawn(names: &[String]) -> std::io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        let exe = EXECUTABLE
+            .get()
+            .ok_or_else(|| std::io::Error::other("no reaper installed"))?;
+        Command::new(exe)
+            .arg(ARG)
+            .args(names)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map(drop)
+    }
+
+    /// The reaper's work: deletes each retired link in the calling thread's namespace. Names
+    /// without the retired prefix are refused, so the reaper cannot be used to delete anything
+    /// else. Returns the names it could not delete, with why.
+    pub fn run(names: &[String]) -> Vec<String> {
+        let mut nl = match Netlink::open() {
+            Ok(nl) => nl,
+            Err(e) => return vec![format!("opening netlink: {e}")],
+        };
+        let mut failures = Vec::new();
+        for name in names {
+            if !name.starts_with(RETIRED_PREFIX) {
+                failures.push(format!(
+                    "{name:?} is not a retired veth name ({RETIRED_PREFIX}…)"
+                ));
+            } else if let Err(e) = nl.delete_link_by_name(name) {
+                failures.push(e.to_string());
+            }
+        }
+        failures
+    }
 }
 
 /// Verifies an attachment against what ADD reported: the host veth (on its bridge), the pod

@@ -40,6 +40,60 @@ fn del_twice_succeeds_and_frees_everything() {
 }
 
 #[test]
+fn del_takes_the_veth_out_of_service_at_once_and_a_reaper_deletes_it() {
+    let node = Node::bridge("10.98.9.0/24");
+    let pod = Netns::new("pod");
+    let result = node.add("pod", &pod);
+    node.del("pod", Some(&pod), Some(&result));
+    // Right after DEL: no live `pn…` veth, and whatever is left of it is down and off the bridge.
+    let links = node.ns.ip_json(&["link", "show"]);
+    for link in links.as_array().unwrap() {
+        let name = link["ifname"].as_str().unwrap();
+        assert!(!name.starts_with("pn"), "live veth {name} after DEL");
+        if name.starts_with("pz") {
+            assert!(
+                link["master"].is_null(),
+                "{name} still on the bridge: {link}"
+            );
+            let flags = link["flags"].as_array().unwrap();
+            assert!(!flags.iter().any(|f| f == "UP"), "{name} still up: {link}");
+        }
+    }
+    // Shortly after: deleted, the pod end with it.
+    assert!(node.veths().is_empty(), "not reaped: {:?}", node.veths());
+    assert!(!pod.link_names().contains(&"eth0".to_owned()));
+}
+
+#[test]
+fn add_right_after_del_of_the_same_attachment_succeeds() {
+    let node = Node::bridge("10.98.10.0/24");
+    let pod = Netns::new("pod");
+    for round in 0..5 {
+        let result = node.add("pod", &pod);
+        assert!(pod.ping("10.98.10.1", 3), "round {round}: no gateway");
+        node.del("pod", Some(&pod), Some(&result));
+    }
+    assert!(node.veths().is_empty(), "left: {:?}", node.veths());
+    assert!(node.allocated().is_empty());
+}
+
+#[test]
+fn ptp_del_removes_the_host_route_before_returning() {
+    let mut node = Node::bridge("10.98.11.0/24");
+    node.conf["mode"] = json!("ptp");
+    let pod = Netns::new("pod");
+    let result = node.add("pod", &pod);
+    let ip = first_ip(&result);
+    assert!(node.ns.ip(&["route"]).contains(&ip));
+    node.del("pod", Some(&pod), Some(&result));
+    let routes = node.ns.ip(&["route"]);
+    assert!(
+        !routes.contains(&ip),
+        "route to {ip} outlived DEL: {routes}"
+    );
+}
+
+#[test]
 fn del_succeeds_when_the_netns_is_gone() {
     let node = Node::bridge("10.98.3.0/24");
     let pod = Netns::new("pod");

@@ -112,13 +112,9 @@ impl Node {
         ips
     }
 
-    /// Host-side veths (podnet's `pn…` links) in the node.
+    /// Host-side veths in the node; see [`podnet_veths`].
     pub fn veths(&self) -> Vec<String> {
-        self.ns
-            .link_names()
-            .into_iter()
-            .filter(|l| l.starts_with("pn"))
-            .collect()
+        podnet_veths(&self.ns)
     }
 
     /// The node's `podnet_cni` nft table as text (empty if none).
@@ -128,6 +124,24 @@ impl Node {
             .exec("nft", &["list", "table", "inet", "podnet_cni"]);
         out
     }
+}
+
+/// podnet's host-side veths (`pn…`) in `node`, once the reaper a DEL started has deleted the
+/// retired ones (`pz…`; waited for up to 5 s, and any still there are returned too).
+pub fn podnet_veths(node: &Netns) -> Vec<String> {
+    let ours = || -> Vec<String> {
+        node.link_names()
+            .into_iter()
+            .filter(|l| l.starts_with("pn") || l.starts_with("pz"))
+            .collect()
+    };
+    for _ in 0..500 {
+        if !ours().iter().any(|l| l.starts_with("pz")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ours()
 }
 
 fn collect_ips(v: &Value, out: &mut Vec<String>) {

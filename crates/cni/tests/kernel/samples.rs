@@ -132,11 +132,7 @@ fn replay(runtime: &str) {
         }
     }
     // Everything the sequence made, it also removed.
-    let veths: Vec<String> = node
-        .link_names()
-        .into_iter()
-        .filter(|l| l.starts_with("pn"))
-        .collect();
+    let veths = crate::podnet_veths(&node);
     assert!(veths.is_empty(), "{runtime}: veths left {veths:?}");
     let (_, table, _) = node.exec("nft", &["list", "table", "inet", "podnet_cni"]);
     assert!(
