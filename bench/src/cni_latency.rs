@@ -77,9 +77,7 @@ impl Plugin {
             ("CNI_IFNAME", "eth0"),
             ("CNI_PATH", self.cni_path.as_str()),
         ];
-        let start = Instant::now();
         let out = run_plugin(&self.binary, &self.node, &env, &self.conf);
-        let took = start.elapsed();
         if out.code != 0 {
             bail!(
                 "{} {command} {cid} failed: {} {}",
@@ -88,7 +86,7 @@ impl Plugin {
                 out.stderr
             );
         }
-        Ok(took)
+        Ok(out.took)
     }
 }
 

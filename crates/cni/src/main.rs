@@ -3,7 +3,7 @@
 //! Reads the `CNI_*` environment and the config on stdin, runs the command, and prints the result
 //! or the spec's error JSON on stdout (exit 1). Logs, if any, go to stderr.
 //!
-//! Invoked as `podnet-cni --reap-links NAME...` it is the detached process that finishes deleting
+//! Invoked as `podnet-cni --reap-links` it is the detached process that finishes deleting
 //! the veths a DEL retired (see `plugin::wire::Teardown`).
 
 use std::io::{Read, Write};
@@ -18,10 +18,9 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some(reaper::ARG) {
         // A detached reaper started by a DEL: nobody reads its output, so failures only set the
         // exit status.
-        return if reaper::run(&args[1..]).is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
+        return match reaper::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
         };
     }
     if let Ok(exe) = std::env::current_exe() {

@@ -96,6 +96,8 @@ pub struct VethEnd<'a> {
     pub netns: Option<BorrowedFd<'a>>,
     /// The bridge to enslave this end to on creation.
     pub master: Option<u32>,
+    /// Bring this end up on creation (saves a request per end).
+    pub up: bool,
 }
 
 /// A route to install.
@@ -122,6 +124,167 @@ pub struct RouteInfo {
     pub gateway: Option<IpAddr>,
     /// Output interface index, if any.
     pub oif: Option<u32>,
+}
+
+/// A link named by index or by name (the kernel looks a name up when the index is 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkId<'a> {
+    /// By interface index.
+    Index(u32),
+    /// By interface name.
+    Name(&'a str),
+}
+
+impl LinkId<'_> {
+    fn apply(self, msg: &mut LinkMessage) {
+        match self {
+            LinkId::Index(i) => msg.header.index = i,
+            LinkId::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for LinkId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkId::Index(i) => write!(f, "link {i}"),
+            LinkId::Name(n) => write!(f, "link {n}"),
+        }
+    }
+}
+
+/// One request for [`Netlink::batch`]: several go to the kernel in one message buffer and are
+/// answered in one go, which saves a round trip per request on a path like CNI ADD.
+#[derive(Debug, Clone)]
+pub struct Request {
+    message: RouteNetlinkMessage,
+    /// Flags beyond `NLM_F_REQUEST | NLM_F_ACK` (e.g. `NLM_F_CREATE | NLM_F_EXCL`).
+    flags: u16,
+    op: String,
+}
+
+impl Request {
+    /// Looks a link up by name; its answer is the [`Link`], or a not-found error.
+    pub fn link(name: &str) -> Self {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        Self {
+            message: RouteNetlinkMessage::GetLink(msg),
+            flags: 0,
+            op: format!("looking up link {name}"),
+        }
+    }
+
+    /// Sets a link administratively up.
+    pub fn set_up(link: LinkId<'_>) -> Self {
+        let mut msg = LinkMessage::default();
+        link.apply(&mut msg);
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        Self {
+            message: RouteNetlinkMessage::SetLink(msg),
+            flags: 0,
+            op: format!("setting {link} up"),
+        }
+    }
+
+    /// Turns hairpin mode on a bridge port on or off.
+    pub fn set_hairpin(link: LinkId<'_>, on: bool) -> Self {
+        let mut msg = LinkMessage::default();
+        link.apply(&mut msg);
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::PortData(
+                InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(on)]),
+            )]));
+        Self {
+            message: RouteNetlinkMessage::NewLink(msg),
+            flags: 0,
+            op: format!("setting hairpin mode on {link}"),
+        }
+    }
+
+    /// Creates a veth pair; see [`Netlink::add_veth`].
+    pub fn add_veth(local: &VethEnd<'_>, peer: &VethEnd<'_>) -> Self {
+        let mut peer_msg = LinkMessage::default();
+        end_message(&mut peer_msg, peer);
+        let mut msg = LinkMessage::default();
+        end_message(&mut msg, local);
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        Self {
+            message: RouteNetlinkMessage::NewLink(msg),
+            flags: NLM_F_CREATE | NLM_F_EXCL,
+            op: format!("creating veth pair {} / {}", local.name, peer.name),
+        }
+    }
+
+    /// Adds an address to a link; see [`Netlink::add_address`].
+    pub fn add_address(index: u32, addr: IpNet, nodad: bool) -> Self {
+        let mut msg = AddressMessage::default();
+        msg.header.index = index;
+        msg.header.prefix_len = addr.prefix_len();
+        msg.header.family = family_of(addr.addr());
+        msg.attributes.push(AddressAttribute::Local(addr.addr()));
+        msg.attributes.push(AddressAttribute::Address(addr.addr()));
+        if let IpNet::V4(v4) = addr
+            && v4.prefix_len() < 31
+        {
+            msg.attributes
+                .push(AddressAttribute::Broadcast(v4.broadcast()));
+        }
+        if nodad && addr.addr().is_ipv6() {
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        Self {
+            message: RouteNetlinkMessage::NewAddress(msg),
+            flags: NLM_F_CREATE | NLM_F_EXCL,
+            op: format!("adding address {addr} to link {index}"),
+        }
+    }
+
+    /// Adds a route to the main table.
+    pub fn add_route(route: &RouteSpec) -> Self {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family_of(route.dst.addr());
+        msg.header.destination_prefix_length = route.dst.prefix_len();
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = if route.link_scope {
+            RouteScope::Link
+        } else {
+            RouteScope::Universe
+        };
+        msg.header.kind = RouteType::Unicast;
+        if route.onlink {
+            msg.header.flags = netlink_packet_route::route::RouteFlags::Onlink;
+        }
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                route.dst.network(),
+            )));
+        if let Some(gw) = route.gateway {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+        }
+        if let Some(oif) = route.oif {
+            msg.attributes.push(RouteAttribute::Oif(oif));
+        }
+        Self {
+            message: RouteNetlinkMessage::NewRoute(msg),
+            flags: NLM_F_CREATE | NLM_F_EXCL,
+            op: format!(
+                "adding route to {}{}",
+                route.dst,
+                route
+                    .gateway
+                    .map(|g| format!(" via {g}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
 }
 
 /// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
@@ -210,42 +373,24 @@ impl Netlink {
     /// Creating the peer directly in the pod's namespace under its final name saves the move and
     /// the rename; the kernel refuses with `EEXIST` if either name is taken in its namespace.
     pub fn add_veth(&mut self, local: &VethEnd<'_>, peer: &VethEnd<'_>) -> Result<()> {
-        let mut peer_msg = LinkMessage::default();
-        end_attributes(&mut peer_msg.attributes, peer);
-        let mut msg = LinkMessage::default();
-        end_attributes(&mut msg.attributes, local);
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-        ]));
-        self.ack(
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &format!("creating veth pair {} / {}", local.name, peer.name),
-        )
+        self.send(Request::add_veth(local, peer)).map(drop)
     }
 
     /// Sets a link administratively up.
     pub fn set_up(&mut self, index: u32) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        self.ack(
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-            &format!("setting link {index} up"),
-        )
+        self.send(Request::set_up(LinkId::Index(index))).map(drop)
     }
 
-    /// Sets a link down and takes it off its bridge, in one request: a link on its way out then
-    /// neither carries nor receives traffic, and the kernel drops IPv4 routes through it.
-    pub fn isolate(&mut self, index: u32) -> Result<()> {
+    /// Sets a link down, takes it off its bridge and moves it to link group `group`, in one
+    /// request: a link on its way out then neither carries nor receives traffic, the kernel drops
+    /// routes through it, and [`Netlink::delete_group`] can later delete it with others.
+    pub fn isolate(&mut self, index: u32, group: u32) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.header.flags = LinkFlags::empty();
         msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::Controller(0));
+        msg.attributes.push(LinkAttribute::Group(group));
         self.ack(
             RouteNetlinkMessage::SetLink(msg),
             0,
@@ -286,17 +431,8 @@ impl Netlink {
     /// Turns hairpin mode on a bridge port on or off, so a pod can reach itself through a
     /// service address that its node translates back to it.
     pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::PortData(
-                InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(on)]),
-            )]));
-        self.ack(
-            RouteNetlinkMessage::NewLink(msg),
-            0,
-            &format!("setting hairpin mode on link {index}"),
-        )
+        self.send(Request::set_hairpin(LinkId::Index(index), on))
+            .map(drop)
     }
 
     /// Deletes a link by name; `Ok(false)` when there was none.
@@ -314,30 +450,27 @@ impl Netlink {
         }
     }
 
+    /// Deletes every link in link group `group` in one request, so the kernel pays its RCU grace
+    /// periods once for all of them; `Ok(false)` when the group is empty.
+    pub fn delete_group(&mut self, group: u32) -> Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
+        match self.ack(
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+            &format!("deleting link group {group}"),
+        ) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Adds an address to a link. With `nodad`, IPv6 addresses skip duplicate address detection
     /// (which would otherwise keep them unusable for about a second).
     pub fn add_address(&mut self, index: u32, addr: IpNet, nodad: bool) -> Result<()> {
-        let mut msg = AddressMessage::default();
-        msg.header.index = index;
-        msg.header.prefix_len = addr.prefix_len();
-        msg.header.family = family_of(addr.addr());
-        msg.attributes.push(AddressAttribute::Local(addr.addr()));
-        msg.attributes.push(AddressAttribute::Address(addr.addr()));
-        if let IpNet::V4(v4) = addr
-            && v4.prefix_len() < 31
-        {
-            msg.attributes
-                .push(AddressAttribute::Broadcast(v4.broadcast()));
-        }
-        if nodad && addr.addr().is_ipv6() {
-            msg.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        self.ack(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &format!("adding address {addr} to link {index}"),
-        )
+        self.send(Request::add_address(index, addr, nodad))
+            .map(drop)
     }
 
     /// Every address in the namespace, as `(link index, address/prefix)`.
@@ -370,43 +503,7 @@ impl Netlink {
 
     /// Adds a route to the main table.
     pub fn add_route(&mut self, route: &RouteSpec) -> Result<()> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = family_of(route.dst.addr());
-        msg.header.destination_prefix_length = route.dst.prefix_len();
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = if route.link_scope {
-            RouteScope::Link
-        } else {
-            RouteScope::Universe
-        };
-        msg.header.kind = RouteType::Unicast;
-        if route.onlink {
-            msg.header.flags = netlink_packet_route::route::RouteFlags::Onlink;
-        }
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(
-                route.dst.network(),
-            )));
-        if let Some(gw) = route.gateway {
-            msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
-        }
-        if let Some(oif) = route.oif {
-            msg.attributes.push(RouteAttribute::Oif(oif));
-        }
-        self.ack(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &format!(
-                "adding route to {}{}",
-                route.dst,
-                route
-                    .gateway
-                    .map(|g| format!(" via {g}"))
-                    .unwrap_or_default()
-            ),
-        )
+        self.send(Request::add_route(route)).map(drop)
     }
 
     /// The routes of the main table for one address family.
@@ -433,6 +530,121 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Sends one [`Request`] and waits for its answer.
+    fn send(&mut self, request: Request) -> Result<Vec<RouteNetlinkMessage>> {
+        self.request(
+            request.message,
+            NLM_F_REQUEST | NLM_F_ACK | request.flags,
+            &request.op,
+        )
+    }
+
+    /// Sends `requests` in one message buffer and returns each one's answer, in order: the link
+    /// for a [`Request::link`], `None` for the others. The kernel runs them in order and keeps
+    /// going past a failed one, so later requests should not depend on earlier ones succeeding
+    /// (or their errors are read as consequences of the first).
+    pub fn batch(&mut self, requests: Vec<Request>) -> Vec<Result<Option<Link>>> {
+        let first_seq = self.seq.wrapping_add(1);
+        let mut out = Vec::new();
+        let mut ops = Vec::with_capacity(requests.len());
+        for request in requests {
+            self.seq = self.seq.wrapping_add(1);
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK | request.flags;
+            header.sequence_number = self.seq;
+            let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request.message));
+            packet.finalize();
+            let start = out.len();
+            out.resize(start + packet.buffer_len(), 0);
+            packet.serialize(&mut out[start..]);
+            ops.push(request.op);
+        }
+        let mut answers: Vec<Option<Result<Option<Link>>>> = Vec::new();
+        answers.resize_with(ops.len(), || None);
+        let fail_all = |e: io::Error, ops: &[String]| -> Vec<Result<Option<Link>>> {
+            ops.iter()
+                .map(|op| {
+                    Err(NetlinkError::new(
+                        op,
+                        io::Error::new(e.kind(), e.to_string()),
+                    ))
+                })
+                .collect()
+        };
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        if let Err(e) = self.socket.send(&out, 0) {
+            return fail_all(e, &ops);
+        }
+        let mut links: Vec<Option<Link>> = vec![None; ops.len()];
+        while answers.iter().any(Option::is_none) {
+            let n = match self.socket.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) => return fail_all(e, &ops),
+            };
+            let mut offset = 0;
+            while offset < n {
+                let bytes = &self.buf[offset..n];
+                let framed = NetlinkBuffer::new_checked(bytes)
+                    .map(|b| (b.length() as usize, b.sequence_number()));
+                let (len, seq) = match framed {
+                    Ok((len, seq)) if len > 0 => (len, seq),
+                    // Unframeable bytes: nothing after them can be attributed, so rather than
+                    // wait for answers that may never be recognised, fail what is left.
+                    _ => {
+                        return answers
+                            .into_iter()
+                            .zip(&ops)
+                            .map(|(a, op)| {
+                                a.unwrap_or_else(|| {
+                                    Err(NetlinkError::new(
+                                        op,
+                                        io::Error::new(
+                                            io::ErrorKind::InvalidData,
+                                            "malformed netlink answer",
+                                        ),
+                                    ))
+                                })
+                            })
+                            .collect();
+                    }
+                };
+                offset += (len + 3) & !3;
+                let k = seq.wrapping_sub(first_seq) as usize;
+                if k >= ops.len() || answers[k].is_some() {
+                    continue; // a late answer to an earlier request
+                }
+                let reply = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(
+                    &bytes[..len.min(bytes.len())],
+                ) {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        answers[k] = Some(Err(NetlinkError::new(
+                            &ops[k],
+                            io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                        )));
+                        continue;
+                    }
+                };
+                match reply.payload {
+                    NetlinkPayload::Error(err) => {
+                        answers[k] = Some(match err.code {
+                            None => Ok(links[k].take()),
+                            Some(code) => Err(NetlinkError::new(
+                                &ops[k],
+                                io::Error::from_raw_os_error(-code.get()),
+                            )),
+                        });
+                    }
+                    NetlinkPayload::InnerMessage(inner) => links[k] = link_from(inner),
+                    _ => {}
+                }
+            }
+        }
+        answers.into_iter().flatten().collect()
     }
 
     /// Sends a request that expects only an acknowledgement.
@@ -564,7 +776,12 @@ impl AsRawFd for Netlink {
     }
 }
 
-fn end_attributes(attrs: &mut Vec<LinkAttribute>, end: &VethEnd<'_>) {
+fn end_message(msg: &mut LinkMessage, end: &VethEnd<'_>) {
+    if end.up {
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+    }
+    let attrs = &mut msg.attributes;
     attrs.push(LinkAttribute::IfName(end.name.to_owned()));
     if let Some(mtu) = end.mtu {
         attrs.push(LinkAttribute::Mtu(mtu));

@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 pub use podnet_kernel::netns::NETNS_RUN_DIR;
 
@@ -189,6 +190,8 @@ pub struct PluginOutput {
     pub stdout: String,
     /// Standard error (logs).
     pub stderr: String,
+    /// From spawning the plugin to its exit, as the runtime waits for it.
+    pub took: std::time::Duration,
 }
 
 impl PluginOutput {
@@ -216,10 +219,23 @@ pub fn run_plugin(plugin: &Path, node: &Netns, env: &[(&str, &str)], stdin: &str
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = node
-        .command_output(&mut cmd, Some(stdin.as_bytes()))
+    let (out, took) = node
+        .run(|| {
+            let start = Instant::now();
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let Some(mut pipe) = child.stdin.take() {
+                pipe.write_all(stdin.as_bytes())?;
+            }
+            let out = child.wait_with_output()?;
+            io::Result::Ok((out, start.elapsed()))
+        })
         .unwrap_or_else(|e| panic!("running {}: {e}", plugin.display()));
     PluginOutput {
+        took,
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

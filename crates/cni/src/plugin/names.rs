@@ -36,6 +36,10 @@ pub fn retired_veth(container_id: &str, ifname: &str) -> String {
 /// The prefix of retired host veths (`pz` + the same 13 hex digits).
 pub const RETIRED_PREFIX: &str = "pz";
 
+/// The link group retired host veths are moved to, so the reaper deletes them all in one request
+/// ("pnz" in ASCII; links start in group 0, and nothing else uses this one).
+pub const RETIRED_GROUP: u32 = 0x0070_6e7a;
+
 /// A short, stable identifier of the attachment for nft chain names (`hp_<id>`).
 pub fn attachment_id(container_id: &str, ifname: &str) -> String {
     host_veth(container_id, ifname)[VETH_PREFIX.len()..].to_owned()

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use ipnet::IpNet;
-use podnet_kernel::netlink::{Netlink, NetlinkError, RouteSpec, VethEnd, format_mac};
+use podnet_kernel::netlink::{
+    LinkId, Netlink, NetlinkError, Request, RouteSpec, VethEnd, format_mac,
+};
 use podnet_kernel::{netns, sysctl};
 
 use crate::error::{CniError, Code, Result};
@@ -63,6 +65,9 @@ pub struct Wired {
     pub addresses: Vec<(IpNet, IpAddr)>,
 }
 
+/// The kernel gives `lo` index 1 in every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
+
 fn kernel(e: NetlinkError) -> CniError {
     CniError::new(Code::Kernel, e.to_string())
 }
@@ -84,6 +89,9 @@ fn host_prefix(ip: IpAddr) -> IpNet {
 
 /// Wires the pod. On error the caller undoes it with [`teardown`] (everything made here hangs off
 /// the host veth, whose name derives from the attachment).
+///
+/// Requests that do not depend on each other's answers go to the kernel in batches
+/// ([`Netlink::batch`]): four round trips in bridge mode where one per request would be ten.
 pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
     let mut host = Netlink::open()
         .map_err(|e| CniError::new(Code::Kernel, format!("opening netlink: {e}")))?;
@@ -96,6 +104,8 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
     let veth = names::host_veth(plan.container_id, plan.ifname);
     let mut interfaces = Vec::new();
 
+    // The node side: the bridge, its gateway addresses, the veth pair and the bridge port.
+    let mut node_side = Vec::new();
     let bridge = match &plan.topology {
         Topology::Bridge {
             name,
@@ -110,10 +120,7 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
             if *is_gateway {
                 for (addr, gw) in &plan.addresses {
                     let gw_net = IpNet::new(*gw, addr.prefix_len()).unwrap_or(addr.trunc());
-                    match host.add_address(br.0, gw_net, true) {
-                        Err(e) if !e.is_exists() => return Err(kernel(e)),
-                        _ => {}
-                    }
+                    node_side.push((Request::add_address(br.0, gw_net, true), Expect::MayExist));
                 }
             }
             interfaces.push((name.clone(), br.1, None));
@@ -141,6 +148,7 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
         mac: Some(host_mac),
         netns: None,
         master: bridge,
+        up: true,
     };
     let peer = VethEnd {
         name: plan.ifname,
@@ -148,8 +156,20 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
         mac: Some(pod_mac),
         netns: Some(pod_ns.as_fd()),
         master: None,
+        // The kernel cannot open a veth end before its peer exists (ENOTCONN), and the pod end
+        // is made first; it comes up below.
+        up: false,
     };
-    if let Err(e) = host.add_veth(&local, &peer) {
+    let hairpin = matches!(plan.topology, Topology::Bridge { hairpin: true, .. });
+    let port_setup = |reqs: &mut Vec<(Request, Expect)>| {
+        if hairpin {
+            reqs.push((Request::set_hairpin(LinkId::Name(&veth), true), Expect::Ok));
+        }
+    };
+    node_side.push((Request::add_veth(&local, &peer), Expect::Ok));
+    port_setup(&mut node_side);
+    let outcome = run_batch(&mut host, node_side);
+    if let Err(e) = outcome {
         if !e.is_exists() {
             return Err(kernel(e));
         }
@@ -168,18 +188,13 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
             ));
         }
         host.delete_link_by_name(&veth).map_err(kernel)?;
-        host.add_veth(&local, &peer).map_err(kernel)?;
+        let mut retry = vec![(Request::add_veth(&local, &peer), Expect::Ok)];
+        port_setup(&mut retry);
+        run_batch(&mut host, retry).map_err(kernel)?;
     }
-    let host_link = host.link(&veth).map_err(kernel)?.ok_or_else(|| {
-        CniError::new(Code::Kernel, format!("veth {veth} vanished after creation"))
-    })?;
-    if let Topology::Bridge { hairpin: true, .. } = plan.topology {
-        host.set_hairpin(host_link.index, true).map_err(kernel)?;
-    }
-    host.set_up(host_link.index).map_err(kernel)?;
     interfaces.push((veth.clone(), format_mac(&host_mac), None));
 
-    // Inside the pod.
+    // Inside the pod: DAD off before the interface comes up, `lo` up, find the interface.
     let has_v6 = plan.addresses.iter().any(|(a, _)| a.addr().is_ipv6());
     if has_v6 && !plan.enable_dad {
         let ifname = plan.ifname;
@@ -189,26 +204,35 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
         .and_then(|r| r)
         .map_err(|e| CniError::new(Code::Kernel, format!("disabling DAD on {ifname}: {e}")))?;
     }
-    let lo = pod.link("lo").map_err(kernel)?;
-    if let Some(lo) = lo.filter(|l| !l.up) {
-        pod.set_up(lo.index).map_err(kernel)?;
-    }
-    let pod_link = pod.link(plan.ifname).map_err(kernel)?.ok_or_else(|| {
+    let mut found = pod.batch(vec![
+        // Every namespace's loopback device has index 1.
+        Request::set_up(LinkId::Index(LOOPBACK_INDEX)),
+        Request::link(plan.ifname),
+    ]);
+    let pod_link = found.pop().and_then(|r| r.transpose()).transpose();
+    let lo_up = found.pop();
+    let pod_link = pod_link.map_err(kernel)?.ok_or_else(|| {
         CniError::new(
             Code::Kernel,
             format!("{} did not appear in {}", plan.ifname, plan.netns_path),
         )
     })?;
+    if let Some(Err(e)) = lo_up {
+        return Err(kernel(e));
+    }
+
+    // Its addresses, up, and its routes, in one batch (the kernel applies them in order).
+    let mut pod_side = Vec::new();
     let mut configured = Vec::new();
     for (addr, gw) in &plan.addresses {
         let addr = pod_address(&plan.topology, *addr);
-        pod.add_address(pod_link.index, addr, !plan.enable_dad)
-            .map_err(kernel)?;
+        pod_side.push((
+            Request::add_address(pod_link.index, addr, !plan.enable_dad),
+            Expect::Ok,
+        ));
         configured.push((addr, *gw));
     }
-    pod.set_up(pod_link.index).map_err(kernel)?;
-
-    // Routes: in ptp mode the gateway is reachable only through an explicit link route.
+    pod_side.push((Request::set_up(LinkId::Index(pod_link.index)), Expect::Ok));
     let is_default_gw = matches!(
         plan.topology,
         Topology::Bridge {
@@ -216,39 +240,25 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
             ..
         }
     );
+    let route = |dst: IpNet, gateway: Option<IpAddr>, link_scope: bool| {
+        (
+            Request::add_route(&RouteSpec {
+                dst,
+                gateway,
+                oif: Some(pod_link.index),
+                link_scope,
+                onlink: false,
+            }),
+            Expect::MayExist,
+        )
+    };
     for (addr, gw) in &plan.addresses {
         if plan.topology == Topology::Ptp {
-            let r = RouteSpec {
-                dst: host_prefix(*gw),
-                gateway: None,
-                oif: Some(pod_link.index),
-                link_scope: true,
-                onlink: false,
-            };
-            add_route(&mut pod, &r)?;
-            // The gateway lives on the host end of every ptp veth.
-            match host.add_address(host_link.index, host_prefix(*gw), true) {
-                Err(e) if !e.is_exists() => return Err(kernel(e)),
-                _ => {}
-            }
-            let back = RouteSpec {
-                dst: host_prefix(addr.addr()),
-                gateway: None,
-                oif: Some(host_link.index),
-                link_scope: true,
-                onlink: false,
-            };
-            add_route(&mut host, &back)?;
-            // The rest of the pod subnet is reached through the gateway too (as the reference
-            // ptp plugin does), since the pod's /32 has no connected route.
-            let subnet = RouteSpec {
-                dst: addr.trunc(),
-                gateway: Some(*gw),
-                oif: Some(pod_link.index),
-                link_scope: false,
-                onlink: false,
-            };
-            add_route(&mut pod, &subnet)?;
+            // The gateway is reachable only through an explicit link route; the rest of the pod
+            // subnet through the gateway (as the reference ptp plugin does), since the pod's /32
+            // has no connected route.
+            pod_side.push(route(host_prefix(*gw), None, true));
+            pod_side.push(route(addr.trunc(), Some(*gw), false));
         }
         if is_default_gw {
             let any = if addr.addr().is_ipv4() {
@@ -259,16 +269,7 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
             let dst: IpNet = any
                 .parse()
                 .map_err(|_| CniError::new(Code::Kernel, "default route"))?;
-            add_route(
-                &mut pod,
-                &RouteSpec {
-                    dst,
-                    gateway: Some(*gw),
-                    oif: Some(pod_link.index),
-                    link_scope: false,
-                    onlink: false,
-                },
-            )?;
+            pod_side.push(route(dst, Some(*gw), false));
         }
     }
     for (dst, gw) in &plan.routes {
@@ -281,17 +282,35 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
         if is_default_gw && dst.prefix_len() == 0 {
             continue; // already added as the default route
         }
-        add_route(
-            &mut pod,
-            &RouteSpec {
-                dst: *dst,
-                gateway: gw,
-                oif: Some(pod_link.index),
-                link_scope: false,
-                onlink: false,
-            },
-        )?;
+        pod_side.push(route(*dst, gw, false));
     }
+    run_batch(&mut pod, pod_side).map_err(kernel)?;
+
+    // ptp: the gateway address on the host end and a host route back to each pod address.
+    if plan.topology == Topology::Ptp {
+        let host_link = host.link(&veth).map_err(kernel)?.ok_or_else(|| {
+            CniError::new(Code::Kernel, format!("veth {veth} vanished after creation"))
+        })?;
+        let mut back = Vec::new();
+        for (addr, gw) in &plan.addresses {
+            back.push((
+                Request::add_address(host_link.index, host_prefix(*gw), true),
+                Expect::MayExist,
+            ));
+            back.push((
+                Request::add_route(&RouteSpec {
+                    dst: host_prefix(addr.addr()),
+                    gateway: None,
+                    oif: Some(host_link.index),
+                    link_scope: true,
+                    onlink: false,
+                }),
+                Expect::MayExist,
+            ));
+        }
+        run_batch(&mut host, back).map_err(kernel)?;
+    }
+
     interfaces.push((
         plan.ifname.to_owned(),
         format_mac(&pod_mac),
@@ -303,11 +322,28 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
     })
 }
 
-fn add_route(nl: &mut Netlink, r: &RouteSpec) -> Result<()> {
-    match nl.add_route(r) {
-        Err(e) if !e.is_exists() => Err(kernel(e)),
-        _ => Ok(()),
+/// Whether a request in a batch may find its object already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Ok,
+    MayExist,
+}
+
+/// Runs a batch and returns its first error that `Expect` does not allow; errors after it are
+/// taken as its consequences.
+fn run_batch(
+    nl: &mut Netlink,
+    requests: Vec<(Request, Expect)>,
+) -> std::result::Result<(), NetlinkError> {
+    let (requests, expects): (Vec<Request>, Vec<Expect>) = requests.into_iter().unzip();
+    for (answer, expect) in nl.batch(requests).into_iter().zip(expects) {
+        match answer {
+            Ok(_) => {}
+            Err(e) if expect == Expect::MayExist && e.is_exists() => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
 
 /// Finds or creates the node bridge and sets it up; returns `(index, mac)`.
@@ -361,9 +397,10 @@ fn enable_forwarding(addresses: &[(IpNet, IpAddr)]) -> Result<()> {
 ///
 /// Deleting a veth costs the kernel some 16 ms (it waits out RCU grace periods), more than
 /// everything else a DEL does. So each veth is taken out of service at once — set down, taken off
-/// the bridge, renamed to its retired name — and one detached process deletes them all
-/// afterwards (see [`reaper`]), so the runtime does not wait for it. A later ADD or DEL of the same
-/// attachment deletes a retired veth it finds synchronously.
+/// the bridge, moved to the retired link group and renamed to its retired name — and a detached
+/// process deletes the whole group afterwards (see [`reaper`]), so the runtime does not wait for
+/// it and concurrent DELs share one deletion. A later ADD or DEL of the same attachment deletes a
+/// retired veth it finds synchronously.
 pub struct Teardown {
     host: Netlink,
     retired: Vec<String>,
@@ -387,22 +424,30 @@ impl Teardown {
         let Some(link) = self.host.link(&veth).map_err(kernel)? else {
             return Ok(());
         };
-        self.host.isolate(link.index).map_err(kernel)?;
-        if let Err(e) = self.host.rename(link.index, &retired) {
-            if !e.is_exists() {
-                return Err(kernel(e));
+        self.host
+            .isolate(link.index, names::RETIRED_GROUP)
+            .map_err(kernel)?;
+        // From here on a concurrent DEL's reaper may delete the link at any moment: "no such
+        // device" means it is done.
+        let renamed = match self.host.rename(link.index, &retired) {
+            Err(e) if e.is_exists() => {
+                // An earlier incarnation of this attachment is still being reaped.
+                self.host.delete_link_by_name(&retired).map_err(kernel)?;
+                self.host.rename(link.index, &retired)
             }
-            // An earlier incarnation of this attachment is still being reaped.
-            self.host.delete_link_by_name(&retired).map_err(kernel)?;
-            self.host.rename(link.index, &retired).map_err(kernel)?;
+            other => other,
+        };
+        match renamed {
+            Ok(()) => self.retired.push(retired),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(kernel(e)),
         }
-        self.retired.push(retired);
         Ok(())
     }
 
     /// Hands the retired veths to a detached reaper, or deletes them here if none can be started.
     pub fn finish(mut self) -> Result<()> {
-        if self.retired.is_empty() || reaper::spawn(&self.retired).is_ok() {
+        if self.retired.is_empty() || reaper::spawn().is_ok() {
             return Ok(());
         }
         for name in &self.retired {
@@ -430,9 +475,9 @@ pub mod reaper {
 
     use podnet_kernel::netlink::Netlink;
 
-    use crate::plugin::names::RETIRED_PREFIX;
+    use crate::plugin::names::RETIRED_GROUP;
 
-    /// The argument that makes the plugin binary a reaper: `podnet-cni --reap-links NAME...`.
+    /// The argument that makes the plugin binary a reaper: `podnet-cni --reap-links`.
     pub const ARG: &str = "--reap-links";
 
     static EXECUTABLE: OnceLock<PathBuf> = OnceLock::new();
@@ -442,16 +487,15 @@ pub mod reaper {
         let _ = EXECUTABLE.set(executable);
     }
 
-    /// Starts a reaper for `names` and does not wait for it. Its own process group and no
-    /// standard streams: the runtime sees the plugin's output end when the plugin exits.
-    pub(super) fn spawn(names: &[String]) -> std::io::Result<()> {
+    /// Starts a reaper and does not wait for it. Its own process group and no standard streams:
+    /// the runtime sees the plugin's output end when the plugin exits.
+    pub(super) fn spawn() -> std::io::Result<()> {
         use std::os::unix::process::CommandExt;
         let exe = EXECUTABLE
             .get()
             .ok_or_else(|| std::io::Error::other("no reaper installed"))?;
         Command::new(exe)
             .arg(ARG)
-            .args(names)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -460,25 +504,19 @@ pub mod reaper {
             .map(drop)
     }
 
-    /// The reaper's work: deletes each retired link in the calling thread's namespace. Names
-    /// without the retired prefix are refused, so the reaper cannot be used to delete anything
-    /// else. Returns the names it could not delete, with why.
-    pub fn run(names: &[String]) -> Vec<String> {
-        let mut nl = match Netlink::open() {
-            Ok(nl) => nl,
-            Err(e) => return vec![format!("opening netlink: {e}")],
-        };
-        let mut failures = Vec::new();
-        for name in names {
-            if !name.starts_with(RETIRED_PREFIX) {
-                failures.push(format!(
-                    "{name:?} is not a retired veth name ({RETIRED_PREFIX}…)"
-                ));
-            } else if let Err(e) = nl.delete_link_by_name(name) {
-                failures.push(e.to_string());
-            }
-        }
-        failures
+    /// How long a reaper waits before deleting: DELs come in bursts (a rollout, a node drain),
+    /// and one deletion of the whole group then holds the kernel's RTNL lock once instead of
+    /// once per pod, while the burst's DELs are still running.
+    const COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
+
+    /// The reaper's work: deletes every link in the retired group of the calling thread's
+    /// namespace, in one request. Nothing but retired veths is ever in that group.
+    pub fn run() -> Result<(), String> {
+        std::thread::sleep(COALESCE);
+        let mut nl = Netlink::open().map_err(|e| format!("opening netlink: {e}"))?;
+        nl.delete_group(RETIRED_GROUP)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
 

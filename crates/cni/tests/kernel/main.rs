@@ -102,10 +102,11 @@ impl Node {
 
     /// The addresses the IPAM store holds, as strings.
     pub fn allocated(&self) -> Vec<String> {
-        let path = self.data.path().join("testnet/state.json");
-        let Ok(text) = std::fs::read_to_string(path) else {
+        let store = podnet_cni::ipam::Store::open(self.data.path(), "testnet").unwrap();
+        let Some(path) = store.state_file().unwrap() else {
             return Vec::new();
         };
+        let text = std::fs::read_to_string(path).unwrap();
         let state: Value = serde_json::from_str(&text).unwrap_or_default();
         let mut ips = Vec::new();
         collect_ips(&state, &mut ips);

@@ -140,7 +140,8 @@ fn replay(runtime: &str) {
         "{runtime}: hostPort rules left: {table}"
     );
     for entry in walk(data.path()) {
-        if entry.ends_with("state.json") {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("state.") && name.ends_with(".json") {
             let state: Value =
                 serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
             assert!(

@@ -106,7 +106,7 @@ fn a_complete_temp_file_never_renamed_is_not_committed() {
 fn a_corrupt_state_file_is_an_error_naming_it_not_an_empty_state() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path(), "net").unwrap();
-    let path = store.dir().join(STATE_FILE);
+    let path = store.dir().join("state.1.json");
     for corrupt in [&b"{\"version\": 1, \"sta"[..], b"", b"[]"] {
         fs::write(&path, corrupt).unwrap();
         let e = store.lock().unwrap().load().unwrap_err();
@@ -123,7 +123,7 @@ fn a_state_file_of_another_version_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path(), "net").unwrap();
     fs::write(
-        store.dir().join(STATE_FILE),
+        store.dir().join("state.1.json"),
         br#"{"version": 2, "state": {"attachments": []}}"#,
     )
     .unwrap();
@@ -136,13 +136,16 @@ fn a_state_file_of_another_version_is_refused() {
 fn update_writes_only_when_the_state_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path(), "net").unwrap();
-    let path = store.dir().join(STATE_FILE);
     store.update(|s| Ok(s.free_counts(&cfg()))).unwrap();
-    assert!(!path.exists(), "a read-only update wrote the state");
+    assert_eq!(
+        store.state_file().unwrap(),
+        None,
+        "a read-only update wrote the state"
+    );
 
     let k = AttachmentKey::new("abc", "eth0");
     store.update(|s| s.allocate(&cfg(), &k, &[])).unwrap();
-    assert!(path.exists());
+    let path = store.state_file().unwrap().unwrap();
     // Make a write detectable: a read-only update must leave even the formatting alone.
     fs::write(&path, fs::read_to_string(&path).unwrap().replace('\n', " ")).unwrap();
     let before = fs::read(&path).unwrap();
@@ -230,7 +233,7 @@ fn is_writable_succeeds_on_a_fresh_store_and_fails_once_the_dir_is_gone() {
 fn an_unreadable_state_file_is_an_io_error_not_an_empty_state() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path(), "net").unwrap();
-    let path = store.dir().join(STATE_FILE);
+    let path = store.dir().join("state.1.json");
     // A directory in its place fails the read (EISDIR) whatever the user's privileges.
     fs::create_dir(&path).unwrap();
     let e = store.lock().unwrap().load().unwrap_err();
@@ -268,7 +271,7 @@ fn a_state_torn_in_an_earlier_boot_starts_afresh_but_not_one_torn_in_this_boot()
     let tmp = tempfile::tempdir().unwrap();
     let store = store_in_boot(&tmp, "boot-a");
     store.lock().unwrap().save(&sample_state()).unwrap();
-    let path = store.dir().join(STATE_FILE);
+    let path = store.state_file().unwrap().unwrap();
     // A power loss tears an unsynced save: in the same boot that is corruption, an error.
     fs::write(&path, b"{\"version\": 1, \"sta").unwrap();
     let e = store.lock().unwrap().load().unwrap_err();
@@ -291,6 +294,38 @@ fn without_a_readable_boot_id_every_save_is_durable_and_corruption_is_an_error()
         .with_boot_id_path(tmp.path().join("no-such-file"));
     store.lock().unwrap().save(&sample_state()).unwrap();
     assert!(!store.dir().join(BOOT_FILE).exists());
-    fs::write(store.dir().join(STATE_FILE), b"").unwrap();
+    fs::write(store.state_file().unwrap().unwrap(), b"").unwrap();
     assert!(store.lock().unwrap().load().is_err());
+}
+
+#[test]
+fn each_save_is_a_new_generation_and_older_ones_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), "net").unwrap();
+    store.lock().unwrap().save(&sample_state()).unwrap();
+    store.lock().unwrap().save(&IpamState::default()).unwrap();
+    assert_eq!(
+        store.state_file().unwrap(),
+        Some(store.dir().join("state.2.json"))
+    );
+    assert!(!store.dir().join("state.1.json").exists());
+    // A crash between the rename and the removal leaves two: the newest counts, the next save
+    // removes the rest.
+    fs::write(
+        store.dir().join("state.1.json"),
+        serde_json::to_vec(&StateFileRef {
+            version: VERSION,
+            state: &sample_state(),
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(store.lock().unwrap().load().unwrap(), IpamState::default());
+    store.lock().unwrap().save(&sample_state()).unwrap();
+    let names: BTreeSet<String> = fs::read_dir(store.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("state."))
+        .collect();
+    assert_eq!(names, BTreeSet::from(["state.3.json".to_owned()]));
 }
