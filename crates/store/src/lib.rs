@@ -1,0 +1,1 @@
+//! Cluster state as standard Kubernetes objects.
