@@ -1,4 +1,5 @@
-//! A small synchronous rtnetlink client: links, addresses, routes.
+//! A small synchronous rtnetlink client: links (veth, bridge, vxlan), addresses, routes,
+//! neighbours (ARP/NDP) and the forwarding database of vxlan devices.
 //!
 //! Synchronous on purpose: the CNI plugin is a one-shot process that must start in a millisecond,
 //! and a blocking socket with one request in flight is all it needs. The message types come from
@@ -11,16 +12,20 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::IpNet;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer,
-    NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE,
+    NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, InfoVxlan, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -100,7 +105,42 @@ pub struct VethEnd<'a> {
     pub up: bool,
 }
 
-/// A route to install.
+/// Who installed a route: the kernel's `rtm_protocol`, shown by `ip route` as `proto …`.
+///
+/// The kernel keeps it with the route and can match on it when deleting, so a program that marks
+/// its routes with its own number can find exactly its own again after a restart, and delete
+/// them without touching anyone else's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteProto(pub u8);
+
+impl RouteProto {
+    /// `proto kernel`: routes the kernel derives itself (connected subnets).
+    pub const KERNEL: Self = Self(2);
+    /// `proto boot`: what `ip route add` uses by default; the CNI plugin's routes.
+    pub const BOOT: Self = Self(3);
+    /// `proto static`: routes an administrator added on purpose.
+    pub const STATIC: Self = Self(4);
+    /// podnet's node agent: the routes to other nodes' pod CIDRs.
+    ///
+    /// 112 (`0x70`, ASCII `p`) is unassigned in `/etc/iproute2/rt_protos` and used by none of the
+    /// routing daemons a node is likely to run beside podnet (Calico's Felix uses 80, BIRD 12,
+    /// FRR's daemons 186–192, keepalived 18).
+    pub const PODNET: Self = Self(0x70);
+}
+
+impl std::fmt::Display for RouteProto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::KERNEL => f.write_str("kernel"),
+            Self::BOOT => f.write_str("boot"),
+            Self::STATIC => f.write_str("static"),
+            Self::PODNET => f.write_str("podnet"),
+            Self(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A route to install, change or delete (main table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     /// Destination prefix.
@@ -113,6 +153,8 @@ pub struct RouteSpec {
     pub link_scope: bool,
     /// Route even when the gateway is not on a connected subnet (`onlink`).
     pub onlink: bool,
+    /// Who owns the route; [`RouteProto::BOOT`] is what `ip route add` would use.
+    pub protocol: RouteProto,
 }
 
 /// A route read back from the kernel (main table only).
@@ -124,6 +166,77 @@ pub struct RouteInfo {
     pub gateway: Option<IpAddr>,
     /// Output interface index, if any.
     pub oif: Option<u32>,
+    /// Who installed it.
+    pub protocol: RouteProto,
+    /// `scope link`.
+    pub link_scope: bool,
+    /// Installed with `onlink` (the gateway need not be on a connected subnet).
+    pub onlink: bool,
+}
+
+impl RouteInfo {
+    /// True when this route is what `spec` asks for: same destination, protocol, gateway, scope
+    /// and `onlink`, and the same output interface if `spec` names one (without one, the kernel
+    /// picks the interface and any is fine).
+    pub fn satisfies(&self, spec: &RouteSpec) -> bool {
+        self.dst == spec.dst
+            && self.protocol == spec.protocol
+            && self.gateway == spec.gateway
+            && self.link_scope == spec.link_scope
+            && self.onlink == spec.onlink
+            && spec.oif.is_none_or(|oif| self.oif == Some(oif))
+    }
+}
+
+/// A vxlan device to create (the kernel's `ip link add … type vxlan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanSpec {
+    /// Interface name.
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// Source address of the encapsulated packets: this node's underlay address.
+    pub local: IpAddr,
+    /// UDP destination port (Linux's historical default, and flannel's, is 8472; IANA's 4789).
+    pub port: u16,
+    /// The underlay link the tunnel runs over; the kernel then caps the device MTU by it.
+    pub underlay_index: Option<u32>,
+    /// MTU; the kernel derives one from the underlay when `None`.
+    pub mtu: Option<u32>,
+    /// Hardware address (the VTEP MAC peers point their neighbour entries at); random if `None`.
+    pub mac: Option<[u8; 6]>,
+    /// Learn remote MACs from received packets. Off for a static overlay (flannel's
+    /// `nolearning`): every remote VTEP is programmed in the FDB, so nothing needs learning.
+    pub learning: bool,
+}
+
+/// A vxlan device as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanInfo {
+    /// The link itself.
+    pub link: Link,
+    /// VXLAN network identifier.
+    pub vni: Option<u32>,
+    /// Source address, if one is set.
+    pub local: Option<IpAddr>,
+    /// UDP destination port.
+    pub port: Option<u16>,
+    /// The underlay link, if one is set.
+    pub underlay_index: Option<u32>,
+    /// Whether the device learns remote MACs.
+    pub learning: Option<bool>,
+}
+
+impl VxlanInfo {
+    /// True when the device was made with what `spec` asks for in the parts that cannot be
+    /// changed in place (VNI, local address, port, underlay link, learning); MTU and MAC can be.
+    pub fn same_tunnel(&self, spec: &VxlanSpec) -> bool {
+        self.vni == Some(spec.vni)
+            && self.local == Some(spec.local)
+            && self.port == Some(spec.port)
+            && self.underlay_index == spec.underlay_index
+            && self.learning == Some(spec.learning)
+    }
 }
 
 /// A link named by index or by name (the kernel looks a name up when the index is 0).
@@ -245,43 +358,105 @@ impl Request {
         }
     }
 
-    /// Adds a route to the main table.
+    /// Adds a route to the main table; fails with `EEXIST` if one with its destination and
+    /// metric is there.
     pub fn add_route(route: &RouteSpec) -> Self {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = family_of(route.dst.addr());
-        msg.header.destination_prefix_length = route.dst.prefix_len();
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = if route.link_scope {
-            RouteScope::Link
-        } else {
-            RouteScope::Universe
-        };
-        msg.header.kind = RouteType::Unicast;
-        if route.onlink {
-            msg.header.flags = netlink_packet_route::route::RouteFlags::Onlink;
-        }
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(
-                route.dst.network(),
-            )));
-        if let Some(gw) = route.gateway {
-            msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
-        }
-        if let Some(oif) = route.oif {
-            msg.attributes.push(RouteAttribute::Oif(oif));
-        }
         Self {
-            message: RouteNetlinkMessage::NewRoute(msg),
+            message: RouteNetlinkMessage::NewRoute(route_message(route)),
             flags: NLM_F_CREATE | NLM_F_EXCL,
+            op: format!("adding route {}", describe_route(route)),
+        }
+    }
+
+    /// Adds a route to the main table, or replaces the one with its destination and metric
+    /// (whoever installed it); see [`Netlink::replace_route`].
+    pub fn replace_route(route: &RouteSpec) -> Self {
+        Self {
+            message: RouteNetlinkMessage::NewRoute(route_message(route)),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
+            op: format!("replacing route {}", describe_route(route)),
+        }
+    }
+
+    /// Deletes the route to `route.dst` of protocol `route.protocol`; see
+    /// [`Netlink::delete_route`].
+    pub fn delete_route(route: &RouteSpec) -> Self {
+        let mut msg = route_message(route);
+        // `scope nowhere` matches a route of any scope, as `ip route del` does; the protocol,
+        // gateway and interface still have to match.
+        msg.header.scope = RouteScope::NoWhere;
+        msg.header.flags = RouteFlags::empty();
+        Self {
+            message: RouteNetlinkMessage::DelRoute(msg),
+            flags: 0,
+            op: format!("deleting route {}", describe_route(route)),
+        }
+    }
+
+    /// Sets a permanent neighbour (ARP or NDP) entry: `ip` is at `mac` on link `index`.
+    pub fn replace_neighbour(index: u32, ip: IpAddr, mac: [u8; 6]) -> Self {
+        let mut msg = neighbour_message(family_of(ip), index);
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        Self {
+            message: RouteNetlinkMessage::NewNeighbour(msg),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
             op: format!(
-                "adding route to {}{}",
-                route.dst,
-                route
-                    .gateway
-                    .map(|g| format!(" via {g}"))
-                    .unwrap_or_default()
+                "setting neighbour {ip} lladdr {} on link {index}",
+                format_mac(&mac)
+            ),
+        }
+    }
+
+    /// Deletes the neighbour entry for `ip` on link `index`.
+    pub fn delete_neighbour(index: u32, ip: IpAddr) -> Self {
+        let mut msg = neighbour_message(family_of(ip), index);
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
+        Self {
+            message: RouteNetlinkMessage::DelNeighbour(msg),
+            flags: 0,
+            op: format!("deleting neighbour {ip} on link {index}"),
+        }
+    }
+
+    /// Adds a remote VTEP `dst` for `mac` to the forwarding database of vxlan device `index`
+    /// (`bridge fdb append MAC dev DEV dst DST`); see [`Netlink::append_fdb`].
+    pub fn append_fdb(index: u32, mac: [u8; 6], dst: IpAddr) -> Self {
+        Self {
+            message: RouteNetlinkMessage::NewNeighbour(fdb_message(index, mac, dst)),
+            flags: NLM_F_CREATE | NLM_F_APPEND,
+            op: format!(
+                "adding fdb entry {} dst {dst} on link {index}",
+                format_mac(&mac)
+            ),
+        }
+    }
+
+    /// Points `mac` at remote VTEP `dst` in the forwarding database of vxlan device `index`,
+    /// creating the entry or moving it from the remote it had (`bridge fdb replace`); see
+    /// [`Netlink::replace_fdb`].
+    pub fn replace_fdb(index: u32, mac: [u8; 6], dst: IpAddr) -> Self {
+        Self {
+            message: RouteNetlinkMessage::NewNeighbour(fdb_message(index, mac, dst)),
+            flags: NLM_F_CREATE | NLM_F_REPLACE,
+            op: format!(
+                "setting fdb entry {} dst {dst} on link {index}",
+                format_mac(&mac)
+            ),
+        }
+    }
+
+    /// Removes the remote VTEP `dst` for `mac` from the forwarding database of link `index`.
+    pub fn delete_fdb(index: u32, mac: [u8; 6], dst: IpAddr) -> Self {
+        Self {
+            message: RouteNetlinkMessage::DelNeighbour(fdb_message(index, mac, dst)),
+            flags: 0,
+            op: format!(
+                "deleting fdb entry {} dst {dst} on link {index}",
+                format_mac(&mac)
             ),
         }
     }
@@ -368,6 +543,60 @@ impl Netlink {
         )
     }
 
+    /// Creates a vxlan device (down). Fails with `EEXIST` if the name is taken. With an
+    /// underlay link, the kernel silently caps the MTU at what that link can carry (its MTU
+    /// minus the encapsulation), and later refuses a larger one with `EINVAL`.
+    pub fn add_vxlan(&mut self, spec: &VxlanSpec) -> Result<()> {
+        let mut data = vec![InfoVxlan::Id(spec.vni)];
+        data.push(match spec.local {
+            IpAddr::V4(v4) => InfoVxlan::Local(v4),
+            IpAddr::V6(v6) => InfoVxlan::Local6(v6),
+        });
+        if let Some(index) = spec.underlay_index {
+            data.push(InfoVxlan::Link(index));
+        }
+        data.push(InfoVxlan::Port(spec.port));
+        data.push(InfoVxlan::Learning(spec.learning));
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.name.clone()));
+        if let Some(mtu) = spec.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(mac) = spec.mac {
+            msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(data)),
+        ]));
+        self.ack(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &format!(
+                "creating vxlan {} (vni {}, local {}, port {})",
+                spec.name, spec.vni, spec.local, spec.port
+            ),
+        )
+    }
+
+    /// Looks a vxlan device up by name; `None` if there is no link of that name. A link of
+    /// another kind is returned with its tunnel fields `None`.
+    pub fn vxlan(&mut self, name: &str) -> Result<Option<VxlanInfo>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        let replies = match self.request(
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_REQUEST,
+            &format!("looking up vxlan {name}"),
+        ) {
+            Ok(replies) => replies,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(replies.into_iter().find_map(vxlan_from))
+    }
+
     /// Creates a veth pair in one request; each end may be placed in its own namespace.
     ///
     /// Creating the peer directly in the pod's namespace under its final name saves the move and
@@ -408,6 +637,33 @@ impl Netlink {
             RouteNetlinkMessage::SetLink(msg),
             0,
             &format!("renaming link {index} to {name}"),
+        )
+    }
+
+    /// Sets a link's MTU.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        self.ack(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            &format!("setting the MTU of link {index} to {mtu}"),
+        )
+    }
+
+    /// Sets a link's hardware address.
+    pub fn set_address(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        self.ack(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            &format!(
+                "setting the hardware address of link {index} to {}",
+                format_mac(&mac)
+            ),
         )
     }
 
@@ -473,6 +729,21 @@ impl Netlink {
             .map(drop)
     }
 
+    /// Removes an address from a link; `Ok(false)` when the link did not have it.
+    pub fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<bool> {
+        let mut msg = AddressMessage::default();
+        msg.header.index = index;
+        msg.header.prefix_len = addr.prefix_len();
+        msg.header.family = family_of(addr.addr());
+        msg.attributes.push(AddressAttribute::Local(addr.addr()));
+        msg.attributes.push(AddressAttribute::Address(addr.addr()));
+        absent_is_ok(self.ack(
+            RouteNetlinkMessage::DelAddress(msg),
+            0,
+            &format!("deleting address {addr} from link {index}"),
+        ))
+    }
+
     /// Every address in the namespace, as `(link index, address/prefix)`.
     pub fn addresses(&mut self) -> Result<Vec<(u32, IpNet)>> {
         let replies = self.request(
@@ -506,7 +777,115 @@ impl Netlink {
         self.send(Request::add_route(route)).map(drop)
     }
 
-    /// The routes of the main table for one address family.
+    /// Adds a route to the main table, or replaces the one with the same destination and
+    /// metric — whichever protocol installed it: callers that must not take over other
+    /// programs' routes look first (see [`Netlink::routes`]).
+    pub fn replace_route(&mut self, route: &RouteSpec) -> Result<()> {
+        self.send(Request::replace_route(route)).map(drop)
+    }
+
+    /// Deletes the route to `route.dst` that protocol `route.protocol` installed (and that has
+    /// `route`'s gateway and output interface, where those are given); `Ok(false)` when there
+    /// is none. The kernel matches the protocol, so another program's route to the same
+    /// destination is never deleted.
+    pub fn delete_route(&mut self, route: &RouteSpec) -> Result<bool> {
+        absent_is_ok(self.send(Request::delete_route(route)).map(drop))
+    }
+
+    /// Sets a permanent neighbour entry: `ip` is at `mac` on link `index` (`ip neigh replace …
+    /// nud permanent`), so the kernel never has to resolve it.
+    pub fn replace_neighbour(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        self.send(Request::replace_neighbour(index, ip, mac))
+            .map(drop)
+    }
+
+    /// Deletes the neighbour entry for `ip` on link `index`; `Ok(false)` when there is none.
+    pub fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> Result<bool> {
+        absent_is_ok(self.send(Request::delete_neighbour(index, ip)).map(drop))
+    }
+
+    /// The permanent neighbour entries (IPv4 and IPv6) on link `index`, as `(ip, mac)`.
+    /// Entries the kernel resolved itself come and go, so they are left out.
+    pub fn neighbours(&mut self, index: u32) -> Result<Vec<(IpAddr, [u8; 6])>> {
+        let mut msg = NeighbourMessage::default();
+        // The kernel filters a neighbour dump by NDA_IFINDEX; the check below is for kernels
+        // that ignore it.
+        msg.attributes.push(NeighbourAttribute::IfIndex(index));
+        let replies = self.request(
+            RouteNetlinkMessage::GetNeighbour(msg),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            &format!("listing neighbours on link {index}"),
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n)
+                    if n.header.ifindex == index
+                        && n.header.state == NeighbourState::Permanent
+                        && matches!(
+                            n.header.family,
+                            AddressFamily::Inet | AddressFamily::Inet6
+                        ) =>
+                {
+                    let (ip, mac) = neighbour_fields(&n);
+                    Some((ip?, mac?))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Adds remote VTEP `dst` for `mac` to the forwarding database of vxlan device `index`, as
+    /// a permanent entry (`bridge fdb append MAC dev DEV dst DST self permanent`). Appending
+    /// what is already there succeeds and changes nothing. Only the all-zeros and multicast
+    /// MACs (flood lists) take several remotes: for a unicast MAC that has one, the kernel
+    /// ignores the append without an error — move it with [`Netlink::replace_fdb`].
+    pub fn append_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        self.send(Request::append_fdb(index, mac, dst)).map(drop)
+    }
+
+    /// Points `mac` at remote VTEP `dst` in the forwarding database of vxlan device `index`, as
+    /// a permanent entry: created if missing, its remote changed in place if it had another
+    /// (`bridge fdb replace MAC dev DEV dst DST self permanent`).
+    pub fn replace_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        self.send(Request::replace_fdb(index, mac, dst)).map(drop)
+    }
+
+    /// Removes remote VTEP `dst` for `mac` from the forwarding database of link `index`;
+    /// `Ok(false)` when it is not there.
+    pub fn delete_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<bool> {
+        absent_is_ok(self.send(Request::delete_fdb(index, mac, dst)).map(drop))
+    }
+
+    /// The permanent forwarding-database entries with a remote address on link `index`, as
+    /// `(mac, dst)`: one per remote, so a MAC with two remotes appears twice.
+    pub fn fdb(&mut self, index: u32) -> Result<Vec<([u8; 6], IpAddr)>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        // The kernel ignores filters in a bridge-family dump of this shape: filter here.
+        let replies = self.request(
+            RouteNetlinkMessage::GetNeighbour(msg),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            &format!("listing fdb entries on link {index}"),
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n)
+                    if n.header.ifindex == index
+                        && n.header.family == AddressFamily::Bridge
+                        && n.header.state == NeighbourState::Permanent =>
+                {
+                    let (dst, mac) = neighbour_fields(&n);
+                    Some((mac?, dst?))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The routes of the main table for one address family, each with the protocol that
+    /// installed it (a program finds its own by [`RouteProto`]).
     pub fn routes(&mut self, ipv6: bool) -> Result<Vec<RouteInfo>> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = if ipv6 {
@@ -805,6 +1184,149 @@ fn family_of(ip: IpAddr) -> AddressFamily {
     }
 }
 
+/// Maps "there was nothing to delete" to `Ok(false)`.
+fn absent_is_ok(result: Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `10.244.2.0/24 via 10.244.2.0 dev 7 onlink proto podnet`, for error messages.
+fn describe_route(route: &RouteSpec) -> String {
+    let mut out = route.dst.to_string();
+    if let Some(gw) = route.gateway {
+        out.push_str(&format!(" via {gw}"));
+    }
+    if let Some(oif) = route.oif {
+        out.push_str(&format!(" dev {oif}"));
+    }
+    if route.onlink {
+        out.push_str(" onlink");
+    }
+    out.push_str(&format!(" proto {}", route.protocol));
+    out
+}
+
+fn route_message(route: &RouteSpec) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family_of(route.dst.addr());
+    msg.header.destination_prefix_length = route.dst.prefix_len();
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::from(route.protocol.0);
+    msg.header.scope = if route.link_scope {
+        RouteScope::Link
+    } else {
+        RouteScope::Universe
+    };
+    msg.header.kind = RouteType::Unicast;
+    if route.onlink {
+        msg.header.flags = RouteFlags::Onlink;
+    }
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(
+            route.dst.network(),
+        )));
+    if let Some(gw) = route.gateway {
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+    }
+    if let Some(oif) = route.oif {
+        msg.attributes.push(RouteAttribute::Oif(oif));
+    }
+    msg
+}
+
+/// A neighbour message for a permanent entry on link `index`.
+fn neighbour_message(family: AddressFamily, index: u32) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = family;
+    msg.header.ifindex = index;
+    msg.header.state = NeighbourState::Permanent;
+    msg
+}
+
+/// A forwarding-database entry of the device itself (`NTF_SELF`), not of a bridge it is in.
+fn fdb_message(index: u32, mac: [u8; 6], dst: IpAddr) -> NeighbourMessage {
+    let mut msg = neighbour_message(AddressFamily::Bridge, index);
+    msg.header.flags = NeighbourFlags::Own;
+    msg.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    msg.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::from(dst)));
+    msg
+}
+
+/// A neighbour message's destination address and 6-byte link-layer address, where present.
+fn neighbour_fields(n: &NeighbourMessage) -> (Option<IpAddr>, Option<[u8; 6]>) {
+    let mut ip = None;
+    let mut mac = None;
+    for attr in &n.attributes {
+        match attr {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => ip = Some((*v4).into()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                ip = Some((*v6).into());
+            }
+            // In a bridge-family (fdb) message the parser cannot know the remote's family and
+            // leaves the bytes raw; their length tells.
+            NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
+                ip = match bytes.len() {
+                    4 => <[u8; 4]>::try_from(bytes.as_slice()).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(bytes.as_slice())
+                        .ok()
+                        .map(IpAddr::from),
+                    _ => None,
+                };
+            }
+            NeighbourAttribute::LinkLayerAddress(bytes) => {
+                mac = <[u8; 6]>::try_from(bytes.as_slice()).ok();
+            }
+            _ => {}
+        }
+    }
+    (ip, mac)
+}
+
+fn vxlan_from(msg: RouteNetlinkMessage) -> Option<VxlanInfo> {
+    let RouteNetlinkMessage::NewLink(m) = &msg else {
+        return None;
+    };
+    let mut vni = None;
+    let mut local = None;
+    let mut port = None;
+    let mut underlay_index = None;
+    let mut learning = None;
+    let data = m.attributes.iter().filter_map(|attr| match attr {
+        LinkAttribute::LinkInfo(infos) => Some(infos),
+        _ => None,
+    });
+    for info in data.flatten() {
+        if let LinkInfo::Data(InfoData::Vxlan(fields)) = info {
+            for field in fields {
+                match field {
+                    InfoVxlan::Id(id) => vni = Some(*id),
+                    InfoVxlan::Local(v4) => local = Some(IpAddr::V4(*v4)),
+                    InfoVxlan::Local6(v6) => local = Some(IpAddr::V6(*v6)),
+                    InfoVxlan::Port(p) => port = Some(*p),
+                    // The kernel reports 0 when the device has no underlay link.
+                    InfoVxlan::Link(i) if *i != 0 => underlay_index = Some(*i),
+                    InfoVxlan::Learning(l) => learning = Some(*l),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(VxlanInfo {
+        link: link_from(msg)?,
+        vni,
+        local,
+        port,
+        underlay_index,
+        learning,
+    })
+}
+
 fn link_from(msg: RouteNetlinkMessage) -> Option<Link> {
     let RouteNetlinkMessage::NewLink(m) = msg else {
         return None;
@@ -859,6 +1381,9 @@ fn route_from(r: &RouteMessage) -> Option<RouteInfo> {
         dst: IpNet::new(dst, r.header.destination_prefix_length).ok()?,
         gateway,
         oif,
+        protocol: RouteProto(u8::from(r.header.protocol)),
+        link_scope: r.header.scope == RouteScope::Link,
+        onlink: r.header.flags.contains(RouteFlags::Onlink),
     })
 }
 

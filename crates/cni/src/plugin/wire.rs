@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 
 use ipnet::IpNet;
 use podnet_kernel::netlink::{
-    LinkId, Netlink, NetlinkError, Request, RouteSpec, VethEnd, format_mac,
+    LinkId, Netlink, NetlinkError, Request, RouteProto, RouteSpec, VethEnd, format_mac,
 };
 use podnet_kernel::{netns, sysctl};
 
@@ -248,6 +248,7 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
                 oif: Some(pod_link.index),
                 link_scope,
                 onlink: false,
+                protocol: RouteProto::BOOT,
             }),
             Expect::MayExist,
         )
@@ -304,6 +305,7 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
                     oif: Some(host_link.index),
                     link_scope: true,
                     onlink: false,
+                    protocol: RouteProto::BOOT,
                 }),
                 Expect::MayExist,
             ));

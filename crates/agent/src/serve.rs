@@ -1,0 +1,182 @@
+//! The agent's health and metrics endpoint: `GET /healthz` and `GET /metrics` (Prometheus text
+//! format), on its node's localhost like kube-proxy's `:10256`/`:10249`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How long after the last successful sync the agent still reports healthy.
+const HEALTHY_FOR: Duration = Duration::from_secs(60);
+
+/// Labels of the sync counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    /// `ok` or `error`.
+    pub result: String,
+}
+
+/// The agent's metrics, shared between the sync loop and the endpoint.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Syncs by result.
+    pub syncs: Family<SyncLabels, Counter>,
+    /// How long a sync took.
+    pub sync_duration: Histogram,
+    /// Routes to other nodes' pod CIDRs that the agent maintains.
+    pub routes: Gauge,
+    /// Other nodes known.
+    pub peers: Gauge,
+    last_ok_unix: AtomicI64,
+    requests: AtomicU64,
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("podnet_agent");
+        let syncs = Family::<SyncLabels, Counter>::default();
+        let sync_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let routes = Gauge::default();
+        let peers = Gauge::default();
+        registry.register(
+            "syncs",
+            "Syncs of the node's network, by result",
+            syncs.clone(),
+        );
+        registry.register(
+            "sync_duration_seconds",
+            "How long a sync of the node's network took",
+            sync_duration.clone(),
+        );
+        registry.register(
+            "routes",
+            "Routes to other nodes' pod CIDRs the agent maintains",
+            routes.clone(),
+        );
+        registry.register("peers", "Other nodes the agent routes to", peers.clone());
+        Arc::new(Self {
+            registry: Mutex::new(registry),
+            syncs,
+            sync_duration,
+            routes,
+            peers,
+            last_ok_unix: AtomicI64::new(0),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Records a sync's outcome.
+    pub fn record_sync(&self, ok: bool, took: Duration) {
+        let result = if ok { "ok" } else { "error" }.to_owned();
+        self.syncs.get_or_create(&SyncLabels { result }).inc();
+        self.sync_duration.observe(took.as_secs_f64());
+        if ok {
+            self.last_ok_unix.store(unix_now(), Ordering::Relaxed);
+        }
+    }
+
+    /// Healthy while the last successful sync is recent.
+    pub fn healthy(&self) -> bool {
+        let last = self.last_ok_unix.load(Ordering::Relaxed);
+        last > 0 && unix_now() - last <= HEALTHY_FOR.as_secs() as i64
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Serves `/healthz` and `/metrics` on `addr` from a background thread; returns the bound
+/// address.
+pub fn spawn(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = answer(stream, &metrics);
+        }
+    });
+    Ok(bound)
+}
+
+fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, content_type, body) = match path {
+        "/healthz" if metrics.healthy() => ("200 OK", "text/plain", "ok\n".to_owned()),
+        "/healthz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "no successful sync yet\n".to_owned(),
+        ),
+        "/metrics" => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        ),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn healthz_follows_syncs_and_metrics_are_prometheus_text() {
+        let metrics = Metrics::new();
+        let addr = spawn("127.0.0.1:0".parse().unwrap(), metrics.clone()).unwrap();
+        assert!(get(addr, "/healthz").starts_with("HTTP/1.1 503"));
+        metrics.record_sync(true, Duration::from_millis(3));
+        metrics.routes.set(2);
+        assert!(get(addr, "/healthz").starts_with("HTTP/1.1 200"));
+        let text = get(addr, "/metrics");
+        assert!(
+            text.contains("podnet_agent_syncs_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("podnet_agent_routes 2"), "{text}");
+        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    }
+}

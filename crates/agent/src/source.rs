@@ -1,0 +1,131 @@
+//! Where the agent reads cluster state from, behind one interface: the lab's object directory
+//! here, the Kubernetes API (kube-rs reflectors over the same k8s-openapi types) on a real
+//! cluster. The reconcilers only ever see a [`Snapshot`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, NodeCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use podnet_store::dir::ObjectStore;
+use podnet_store::object::{Kind, Object};
+
+/// A failure to read or write cluster state.
+#[derive(Debug, thiserror::Error)]
+#[error("cluster state: {0}")]
+pub struct SourceError(pub String);
+
+/// A consistent view of the objects the agent needs.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every Node.
+    pub nodes: Vec<Node>,
+}
+
+/// Cluster state as the agent sees it.
+pub trait ClusterSource {
+    /// The current state.
+    fn snapshot(&mut self) -> Result<Snapshot, SourceError>;
+    /// Returns when the state may have changed, or after `timeout`.
+    fn wait_for_change(&mut self, timeout: Duration);
+    /// Publishes this agent's facts on its Node: `annotations` (e.g. the VTEP MAC) and the
+    /// `NetworkUnavailable` condition, as flannel and Calico do.
+    fn publish_node(
+        &mut self,
+        node: &str,
+        annotations: &BTreeMap<String, String>,
+        network_ready: bool,
+    ) -> Result<(), SourceError>;
+}
+
+/// The lab's object directory as a [`ClusterSource`]: polls its revision counter.
+pub struct DirSource {
+    store: ObjectStore,
+    seen: Option<u64>,
+}
+
+impl DirSource {
+    /// Reads the store at `store`.
+    pub fn new(store: ObjectStore) -> Self {
+        Self { store, seen: None }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> SourceError {
+    SourceError(e.to_string())
+}
+
+impl ClusterSource for DirSource {
+    fn snapshot(&mut self) -> Result<Snapshot, SourceError> {
+        self.seen = Some(self.store.revision().map_err(err)?);
+        Ok(Snapshot {
+            nodes: self.store.nodes().map_err(err)?,
+        })
+    }
+
+    fn wait_for_change(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.store.revision().ok() != self.seen {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn publish_node(
+        &mut self,
+        node: &str,
+        annotations: &BTreeMap<String, String>,
+        network_ready: bool,
+    ) -> Result<(), SourceError> {
+        let status = if network_ready { "False" } else { "True" };
+        // Only write when something differs: every write wakes every watcher.
+        let current = self.store.get(Kind::Node, None, node).map_err(err)?;
+        let Some(Object::Node(current)) = current else {
+            return Err(SourceError(format!("Node {node} does not exist")));
+        };
+        let have = current.metadata.annotations.clone().unwrap_or_default();
+        let condition_ok = current
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "NetworkUnavailable"))
+            .is_some_and(|c| c.status == status);
+        if condition_ok && annotations.iter().all(|(k, v)| have.get(k) == Some(v)) {
+            return Ok(());
+        }
+        self.store
+            .update(Kind::Node, None, node, |obj| {
+                if let Object::Node(n) = obj {
+                    let ann = n.metadata.annotations.get_or_insert_with(BTreeMap::new);
+                    ann.extend(annotations.clone());
+                    let conditions = n
+                        .status
+                        .get_or_insert_with(Default::default)
+                        .conditions
+                        .get_or_insert_with(Vec::new);
+                    conditions.retain(|c| c.type_ != "NetworkUnavailable");
+                    let now = Time(podnet_store::now());
+                    conditions.push(NodeCondition {
+                        type_: "NetworkUnavailable".into(),
+                        status: status.into(),
+                        reason: Some(
+                            if network_ready {
+                                "PodnetIsUp"
+                            } else {
+                                "PodnetIsDown"
+                            }
+                            .into(),
+                        ),
+                        message: Some("podnet agent".into()),
+                        last_transition_time: Some(now.clone()),
+                        last_heartbeat_time: Some(now),
+                    });
+                }
+                Ok(())
+            })
+            .map_err(err)?;
+        Ok(())
+    }
+}

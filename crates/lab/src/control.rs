@@ -1,0 +1,608 @@
+//! The lab's control plane, run by `podnet lab …`: bring the lab up and down, add and remove
+//! nodes, accept manifests (playing scheduler and Deployment controller), and start each node's
+//! daemons (agent and kubelet) inside its namespace.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, Pod,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use podnet_kernel::netns;
+use podnet_store::dir::ObjectStore;
+use podnet_store::manifest;
+use podnet_store::object::{Kind, Object};
+
+use crate::paths::LabPaths;
+use crate::topology::{self, LabConfig, NodeConfig, Process};
+
+/// How long `up` and `node add` wait for a node's agent and kubelet.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The lab: its paths and, once up, its plan.
+pub struct Lab {
+    /// Where it lives.
+    pub paths: LabPaths,
+    /// The `podnet` binary, started in each node as agent and kubelet.
+    pub podnet: PathBuf,
+    /// Where `podnet-cni` is (the nodes' `CNI_PATH`).
+    pub cni_bin_dir: PathBuf,
+}
+
+impl Lab {
+    /// The lab at `paths`, run with the `podnet` binary next to `podnet-cni`.
+    pub fn new(paths: LabPaths, podnet: PathBuf) -> Self {
+        let cni_bin_dir = podnet
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/opt/cni/bin"));
+        Self {
+            paths,
+            podnet,
+            cni_bin_dir,
+        }
+    }
+
+    /// The saved plan, if the lab is up.
+    pub fn config(&self) -> Result<Option<LabConfig>> {
+        match std::fs::read_to_string(self.paths.config()) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a lab config", self.paths.config().display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("reading the lab config"),
+        }
+    }
+
+    fn save(&self, config: &LabConfig) -> Result<()> {
+        let tmp = self.paths.root().join(".lab.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(config)?)?;
+        std::fs::rename(&tmp, self.paths.config())?;
+        Ok(())
+    }
+
+    /// The object store.
+    pub fn store(&self) -> Result<ObjectStore> {
+        Ok(ObjectStore::open(&self.paths.store())?)
+    }
+
+    /// The running lab's plan, or an error saying there is none.
+    pub fn require(&self) -> Result<LabConfig> {
+        self.config()?.with_context(|| {
+            format!(
+                "no lab {:?} is up (start one with `podnet lab up`)",
+                self.paths.name()
+            )
+        })
+    }
+
+    /// Brings the lab up: fabric, nodes, their agents and kubelets; returns when every node is
+    /// ready. `Ok(false)` if it was already up. A failure removes everything made so far.
+    pub fn up(&self, nodes: u32, backend: &str) -> Result<bool> {
+        if self.config()?.is_some() {
+            return Ok(false);
+        }
+        let config = LabConfig::plan(nodes, backend)?;
+        std::fs::create_dir_all(self.paths.root())?;
+        let built = (|| -> Result<()> {
+            self.save(&config)?;
+            topology::build_fabric(&self.paths, &config)?;
+            let store = self.store()?;
+            for ns in ["default", "kube-system"] {
+                store.put(&Object::Namespace(Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(ns.into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }))?;
+            }
+            for node in config.nodes.clone() {
+                self.start_node(&node)?;
+            }
+            for node in &config.nodes {
+                self.wait_ready(&node.name)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = built {
+            let _ = self.down();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Adds a node to the running lab and waits until it is ready.
+    pub fn add_node(&self) -> Result<NodeConfig> {
+        let mut config = self.require()?;
+        let node = config.add_node()?;
+        self.save(&config)?;
+        if let Err(e) = self
+            .start_node(&node)
+            .and_then(|()| self.wait_ready(&node.name))
+        {
+            let _ = self.remove_node(&node.name);
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    /// Builds a planned node, registers its Node object, starts its daemons.
+    fn start_node(&self, node: &NodeConfig) -> Result<()> {
+        let config = self.require()?;
+        topology::build_node(&self.paths, &config, node)?;
+        self.store()?
+            .put(&Object::Node(node_object(&config, node)))?;
+        let log_dir = self.paths.node_dir(&node.name);
+        let agent = self.spawn_daemon(
+            &node.name,
+            &log_dir.join("agent.log"),
+            &[
+                "agent",
+                "--node",
+                &node.name,
+                "--store",
+                &self.paths.store().display().to_string(),
+                "--backend",
+                &config.backend,
+                "--cluster-cidr",
+                &config.cluster_cidr.to_string(),
+                "--cni-conf-dir",
+                &self.paths.cni_conf_dir(&node.name).display().to_string(),
+                "--cni-data-dir",
+                &log_dir.join("ipam").display().to_string(),
+            ],
+        )?;
+        let kubelet = self.spawn_daemon(
+            &node.name,
+            &log_dir.join("kubelet.log"),
+            &[
+                "lab",
+                "--lab",
+                self.paths.name(),
+                "kubelet",
+                "--node",
+                &node.name,
+                "--cni-bin-dir",
+                &self.cni_bin_dir.display().to_string(),
+            ],
+        )?;
+        let mut config = self.require()?;
+        config.processes.push(Process {
+            role: format!("agent {}", node.name),
+            pid: agent,
+        });
+        config.processes.push(Process {
+            role: format!("kubelet {}", node.name),
+            pid: kubelet,
+        });
+        self.save(&config)
+    }
+
+    /// Starts `podnet ARGS` inside the node's namespace, detached, logging to `log`.
+    fn spawn_daemon(&self, node: &str, log: &Path, args: &[&str]) -> Result<i32> {
+        let ns = topology::open_netns(&self.paths.netns(node))?;
+        let out = std::fs::File::create(log)?;
+        let err = out.try_clone()?;
+        let podnet = self.podnet.clone();
+        let child = netns::run_in(&ns, move || {
+            Command::new(&podnet)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .process_group(0)
+                .spawn()
+        })??;
+        Ok(i32::try_from(child.id())?)
+    }
+
+    /// Waits until the node's kubelet reports Ready and its agent NetworkUnavailable=False.
+    pub fn wait_ready(&self, node: &str) -> Result<()> {
+        let store = self.store()?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(Object::Node(n)) = store.get(Kind::Node, None, node)? {
+                let conditions = n.status.and_then(|s| s.conditions).unwrap_or_default();
+                let is =
+                    |t: &str, v: &str| conditions.iter().any(|c| c.type_ == t && c.status == v);
+                if is("Ready", "True") && is("NetworkUnavailable", "False") {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let dir = self.paths.node_dir(node);
+                bail!(
+                    "node {node} did not become ready in {}s; agent log:\n{}\nkubelet log:\n{}",
+                    READY_TIMEOUT.as_secs(),
+                    tail(&dir.join("agent.log")),
+                    tail(&dir.join("kubelet.log"))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Removes a node: its daemons, its pods, its namespace, its Node object. Other agents see
+    /// the Node go and drop their routes to it.
+    pub fn remove_node(&self, name: &str) -> Result<()> {
+        let mut config = self.require()?;
+        if config.node(name).is_none() {
+            bail!(
+                "node {name:?} is not in the lab (nodes: {})",
+                config
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let store = self.store()?;
+        let pods: Vec<Pod> = store
+            .pods()?
+            .into_iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name))
+            .collect();
+        let mut namespaces = vec![self.paths.netns(name)];
+        for p in &pods {
+            let (ns, pod) = (
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+            );
+            namespaces.push(self.paths.pod_netns(&ns, &pod));
+        }
+        kill_processes_in(&namespaces);
+        for p in &pods {
+            let (ns, pod) = (
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+            );
+            let netns_name = self.paths.pod_netns(&ns, &pod);
+            topology::remove_netns(&netns_name)?;
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&netns_name));
+            store.delete(Kind::Pod, Some(&ns), &pod)?;
+        }
+        topology::destroy_node(&self.paths, name)?;
+        store.delete(Kind::Node, None, name)?;
+        config.nodes.retain(|n| n.name != name);
+        config
+            .processes
+            .retain(|p| !p.role.ends_with(&format!(" {name}")));
+        self.save(&config)?;
+        let _ = std::fs::remove_dir_all(self.paths.node_dir(name));
+        Ok(())
+    }
+
+    /// Removes everything the lab made: processes in its namespaces, the namespaces, the pods'
+    /// `/etc/netns` files, its directory. Succeeds when there is no lab.
+    pub fn down(&self) -> Result<()> {
+        let namespaces = topology::lab_namespaces(&self.paths);
+        if let Ok(Some(config)) = self.config() {
+            for p in &config.processes {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(p.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        kill_processes_in(&namespaces);
+        let mut first_error = None;
+        for ns in &namespaces {
+            if let Err(e) = topology::remove_netns(ns) {
+                first_error.get_or_insert(e);
+            }
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+        }
+        match std::fs::remove_dir_all(self.paths.root()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                first_error.get_or_insert(e.into());
+            }
+            _ => {}
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Applies a manifest: validates it against the lab, expands Deployments into pods,
+    /// schedules pods without `spec.nodeName`, and stores everything. Returns what was stored,
+    /// as `kind/name` lines like kubectl prints them.
+    pub fn apply(&self, text: &str) -> Result<Vec<String>> {
+        let config = self.require()?;
+        let store = self.store()?;
+        let objects = manifest::parse(text)?;
+        let nodes: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
+        let namespaces: Vec<String> = store
+            .namespaces()?
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        manifest::validate_against(&objects, &nodes, &namespaces)?;
+
+        let mut load: BTreeMap<String, usize> = nodes.iter().map(|n| (n.clone(), 0)).collect();
+        for p in store.pods()? {
+            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_ref())
+                && let Some(count) = load.get_mut(n)
+            {
+                *count += 1;
+            }
+        }
+        let mut done = Vec::new();
+        for object in objects {
+            let label = format!(
+                "{}/{}",
+                object.kind().kind_name().to_lowercase(),
+                object.name()
+            );
+            let mut pods = Vec::new();
+            match object {
+                Object::Pod(p) => pods.push(p),
+                other => {
+                    // Stored first, so the Deployment's pods point at its uid.
+                    if let Object::Deployment(d) = store.put(&other)? {
+                        pods.extend(manifest::expand_deployment(&d));
+                    }
+                }
+            }
+            for mut pod in pods {
+                let spec = pod.spec.get_or_insert_with(Default::default);
+                if spec.node_name.is_none() {
+                    // The lab's scheduler: the node with the fewest pods.
+                    let node = load
+                        .iter()
+                        .min_by_key(|(name, count)| (**count, (*name).clone()))
+                        .map(|(name, _)| name.clone())
+                        .context("the lab has no nodes")?;
+                    spec.node_name = Some(node);
+                }
+                if let Some(count) = spec.node_name.as_ref().and_then(|n| load.get_mut(n)) {
+                    *count += 1;
+                }
+                let status = pod.status.get_or_insert_with(Default::default);
+                if status.phase.is_none() {
+                    status.phase = Some("Pending".into());
+                }
+                store.put(&Object::Pod(pod))?;
+            }
+            done.push(format!("{label} configured"));
+        }
+        Ok(done)
+    }
+
+    /// Deletes an object. Pods are marked for deletion and stopped by their kubelet (with their
+    /// grace period); Deployments take their pods along. Waits until pods are gone.
+    pub fn delete(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Result<bool> {
+        let store = self.store()?;
+        let ns = if kind.namespaced() {
+            Some(namespace.unwrap_or("default"))
+        } else {
+            None
+        };
+        let Some(object) = store.get(kind, ns, name)? else {
+            return Ok(false);
+        };
+        let mut pods = Vec::new();
+        match &object {
+            Object::Pod(_) => pods.push((ns.unwrap_or("default").to_owned(), name.to_owned())),
+            Object::Deployment(_) => {
+                for p in store.pods()? {
+                    let owned = p
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.kind == "Deployment" && o.name == name);
+                    if owned && p.metadata.namespace.as_deref() == ns {
+                        pods.push((
+                            ns.unwrap_or("default").to_owned(),
+                            p.metadata.name.unwrap_or_default(),
+                        ));
+                    }
+                }
+                store.delete(kind, ns, name)?;
+            }
+            _ => {
+                store.delete(kind, ns, name)?;
+            }
+        }
+        let now = Time(podnet_store::now());
+        for (pns, pname) in &pods {
+            store.update(Kind::Pod, Some(pns), pname, |obj| {
+                obj.metadata_mut().deletion_timestamp = Some(now.clone());
+                Ok(())
+            })?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (pns, pname) in &pods {
+            while store.get(Kind::Pod, Some(pns), pname)?.is_some() {
+                if Instant::now() > deadline {
+                    bail!("pod {pns}/{pname} was not stopped within 60s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits until every pod in the store is Running (or `timeout` passes); returns the pods
+    /// that are not.
+    pub fn wait_pods_running(&self, timeout: Duration) -> Result<Vec<String>> {
+        let store = self.store()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pending: Vec<String> = store
+                .pods()?
+                .into_iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running"))
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        p.metadata.namespace.unwrap_or_default(),
+                        p.metadata.name.unwrap_or_default()
+                    )
+                })
+                .collect();
+            if pending.is_empty() || Instant::now() > deadline {
+                return Ok(pending);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The namespace and hostname to run a command in for `target`: `node/<name>`, `outside`,
+    /// `router`, `switch`, or a pod as `[namespace/]name`.
+    pub fn target(&self, target: &str) -> Result<ExecTarget> {
+        let config = self.require()?;
+        if let Some(node) = target.strip_prefix("node/") {
+            if config.node(node).is_none() {
+                bail!("no node {node:?} in the lab");
+            }
+            return Ok(ExecTarget {
+                netns: self.paths.netns(node),
+                pod_hostname: None,
+            });
+        }
+        if matches!(target, "outside" | "router" | "switch") {
+            return Ok(ExecTarget {
+                netns: self.paths.netns(target),
+                pod_hostname: None,
+            });
+        }
+        let (ns, name) = target.split_once('/').unwrap_or(("default", target));
+        let store = self.store()?;
+        let Some(Object::Pod(pod)) = store.get(Kind::Pod, Some(ns), name)? else {
+            bail!(
+                "no pod {ns}/{name} (targets: node/<name>, outside, router, switch, [namespace/]pod)"
+            );
+        };
+        Ok(ExecTarget {
+            netns: self.paths.pod_netns(ns, name),
+            pod_hostname: Some(crate::kubelet::pod_hostname(&pod)),
+        })
+    }
+
+    /// The command line that runs `argv` in `target` (through `ip netns exec`, and for pods
+    /// `container-init`, so it sees what the pod's containers see).
+    pub fn exec_command(&self, target: &ExecTarget, argv: &[String]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &target.netns]);
+        if let Some(host) = &target.pod_hostname {
+            cmd.arg(&self.podnet)
+                .args(["lab", "container-init", "--hostname", host, "--"]);
+        }
+        cmd.args(argv);
+        cmd
+    }
+}
+
+/// Where `lab exec` runs a command.
+#[derive(Debug, Clone)]
+pub struct ExecTarget {
+    /// The network namespace.
+    pub netns: String,
+    /// For pods: the hostname its containers have.
+    pub pod_hostname: Option<String>,
+}
+
+/// The Node object for a planned node, as kubelet would register it plus the lab's podCIDR.
+fn node_object(config: &LabConfig, node: &NodeConfig) -> Node {
+    let zone = config.underlays[node.underlay].zone.clone();
+    let labels = BTreeMap::from([
+        ("kubernetes.io/hostname".to_owned(), node.name.clone()),
+        ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+        ("topology.kubernetes.io/zone".to_owned(), zone),
+    ]);
+    let now = Time(podnet_store::now());
+    Node {
+        metadata: ObjectMeta {
+            name: Some(node.name.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            pod_cidr: Some(node.pod_cidr.to_string()),
+            pod_cidrs: Some(vec![node.pod_cidr.to_string()]),
+            ..Default::default()
+        }),
+        status: Some(NodeStatus {
+            addresses: Some(vec![
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: node.ip.addr().to_string(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: node.name.clone(),
+                },
+            ]),
+            conditions: Some(vec![
+                NodeCondition {
+                    type_: "Ready".into(),
+                    status: "False".into(),
+                    reason: Some("KubeletNotReady".into()),
+                    last_transition_time: Some(now.clone()),
+                    ..Default::default()
+                },
+                NodeCondition {
+                    type_: "NetworkUnavailable".into(),
+                    status: "True".into(),
+                    reason: Some("NoRouteCreated".into()),
+                    last_transition_time: Some(now),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// SIGKILLs every process whose network namespace is one of `namespaces` (by name under
+/// /run/netns), so nothing the lab started outlives it.
+pub fn kill_processes_in(namespaces: &[String]) {
+    let targets: Vec<(u64, u64)> = namespaces
+        .iter()
+        .filter_map(|n| std::fs::metadata(Path::new(netns::NETNS_RUN_DIR).join(n)).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let me = std::process::id();
+    for _ in 0..3 {
+        let mut any = false;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if pid as u32 == me {
+                continue;
+            }
+            let Ok(m) = std::fs::metadata(entry.path().join("ns/net")) else {
+                continue;
+            };
+            if targets.contains(&(m.dev(), m.ino())) {
+                any = true;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if !any {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last lines of a log file, for error messages.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
