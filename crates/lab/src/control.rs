@@ -139,50 +139,82 @@ impl Lab {
         topology::build_node(&self.paths, &config, node)?;
         self.store()?
             .put(&Object::Node(node_object(&config, node)))?;
-        let log_dir = self.paths.node_dir(&node.name);
-        let agent = self.spawn_daemon(
-            &node.name,
-            &log_dir.join("agent.log"),
-            &[
-                "agent",
-                "--node",
-                &node.name,
-                "--store",
-                &self.paths.store().display().to_string(),
-                "--backend",
-                &config.backend,
-                "--cluster-cidr",
-                &config.cluster_cidr.to_string(),
-                "--cni-conf-dir",
-                &self.paths.cni_conf_dir(&node.name).display().to_string(),
-                "--cni-data-dir",
-                &log_dir.join("ipam").display().to_string(),
-            ],
-        )?;
-        let kubelet = self.spawn_daemon(
-            &node.name,
-            &log_dir.join("kubelet.log"),
-            &[
-                "lab",
-                "--lab",
-                self.paths.name(),
-                "kubelet",
-                "--node",
-                &node.name,
-                "--cni-bin-dir",
-                &self.cni_bin_dir.display().to_string(),
-            ],
-        )?;
+        self.start_daemon(&node.name, Daemon::Agent)?;
+        self.start_daemon(&node.name, Daemon::Kubelet)
+    }
+
+    /// Starts one of a node's daemons and records its process.
+    fn start_daemon(&self, node: &str, daemon: Daemon) -> Result<()> {
+        let config = self.require()?;
+        let dir = self.paths.node_dir(node);
+        let store = self.paths.store().display().to_string();
+        let cni_conf_dir = self.paths.cni_conf_dir(node).display().to_string();
+        let ipam_dir = dir.join("ipam").display().to_string();
+        let cni_bin_dir = self.cni_bin_dir.display().to_string();
+        let cluster_cidr = config.cluster_cidr.to_string();
+        let (log, args): (&str, Vec<&str>) = match daemon {
+            Daemon::Agent => (
+                "agent.log",
+                vec![
+                    "agent",
+                    "--node",
+                    node,
+                    "--store",
+                    &store,
+                    "--backend",
+                    &config.backend,
+                    "--cluster-cidr",
+                    &cluster_cidr,
+                    "--cni-conf-dir",
+                    &cni_conf_dir,
+                    "--cni-data-dir",
+                    &ipam_dir,
+                ],
+            ),
+            Daemon::Kubelet => (
+                "kubelet.log",
+                vec![
+                    "lab",
+                    "--lab",
+                    self.paths.name(),
+                    "kubelet",
+                    "--node",
+                    node,
+                    "--cni-bin-dir",
+                    &cni_bin_dir,
+                ],
+            ),
+        };
+        let pid = self.spawn_daemon(node, &dir.join(log), &args)?;
         let mut config = self.require()?;
         config.processes.push(Process {
-            role: format!("agent {}", node.name),
-            pid: agent,
-        });
-        config.processes.push(Process {
-            role: format!("kubelet {}", node.name),
-            pid: kubelet,
+            role: daemon.role(node),
+            pid,
         });
         self.save(&config)
+    }
+
+    /// Kills a node's agent with SIGKILL and starts a new one, as a crash and a DaemonSet
+    /// restart would. The new agent adopts what the old one programmed.
+    pub fn restart_agent(&self, node: &str) -> Result<()> {
+        let mut config = self.require()?;
+        let role = Daemon::Agent.role(node);
+        let Some(old) = config.processes.iter().find(|p| p.role == role).cloned() else {
+            bail!("no agent recorded for node {node:?}");
+        };
+        let pid = nix::unistd::Pid::from_raw(old.pid);
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        // Gone once the process is a zombie or reaped (`kill 0` still succeeds on a zombie).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_alive(old.pid) {
+            if Instant::now() > deadline {
+                bail!("agent {} of {node} did not die", old.pid);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        config.processes.retain(|p| p.role != role);
+        self.save(&config)?;
+        self.start_daemon(node, Daemon::Agent)
     }
 
     /// Starts `podnet ARGS` inside the node's namespace, detached, logging to `log`.
@@ -498,6 +530,33 @@ impl Lab {
         cmd.args(argv);
         cmd
     }
+}
+
+/// A node daemon the lab runs.
+#[derive(Debug, Clone, Copy)]
+enum Daemon {
+    Agent,
+    Kubelet,
+}
+
+impl Daemon {
+    fn role(self, node: &str) -> String {
+        match self {
+            Daemon::Agent => format!("agent {node}"),
+            Daemon::Kubelet => format!("kubelet {node}"),
+        }
+    }
+}
+
+/// True while `pid` runs (not a zombie).
+fn is_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z"))
+        })
+        .unwrap_or(false)
 }
 
 /// Where `lab exec` runs a command.

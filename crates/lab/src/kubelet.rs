@@ -178,7 +178,8 @@ impl Kubelet {
                 self.set_failed(&key, &message)?;
             }
         }
-        self.write_statuses()
+        self.write_statuses()?;
+        self.update_deployments()
     }
 
     fn start(&mut self, network: &Value, pod: &Pod) -> Result<()> {
@@ -360,6 +361,52 @@ impl Kubelet {
             }
             Ok(())
         })?;
+        Ok(())
+    }
+
+    /// The lab has no controller-manager: kubelets keep Deployments' replica counts current
+    /// from the pods they own (every kubelet computes the same numbers; unchanged writes are
+    /// skipped by the store).
+    fn update_deployments(&self) -> Result<()> {
+        let pods = self.store.pods()?;
+        for d in self.store.deployments()? {
+            let (Some(ns), Some(name)) = (d.metadata.namespace.clone(), d.metadata.name.clone())
+            else {
+                continue;
+            };
+            let owned: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+                .filter(|p| {
+                    p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| o.kind == "Deployment" && o.name == name)
+                })
+                .collect();
+            let ready = owned
+                .iter()
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+                .count() as i32;
+            let total = owned.len() as i32;
+            self.store
+                .update(Kind::Deployment, Some(&ns), &name, |obj| {
+                    if let Object::Deployment(d) = obj {
+                        let status = d.status.get_or_insert_with(Default::default);
+                        status.replicas = Some(total);
+                        status.updated_replicas = Some(total);
+                        status.ready_replicas = Some(ready);
+                        status.available_replicas = Some(ready);
+                    }
+                    Ok(())
+                })?;
+        }
         Ok(())
     }
 

@@ -124,6 +124,11 @@ enum NodeCmd {
         /// The node's name.
         name: String,
     },
+    /// Kill a node's agent (SIGKILL) and start a new one: established traffic keeps flowing.
+    RestartAgent {
+        /// The node's name.
+        name: String,
+    },
 }
 
 /// Runs a lab subcommand; returns the exit code.
@@ -191,6 +196,10 @@ pub(crate) fn run(args: LabArgs) -> Result<u8> {
         LabCmd::Node(NodeCmd::Remove { name }) => {
             lab.remove_node(&name)?;
             println!("node {name} removed");
+        }
+        LabCmd::Node(NodeCmd::RestartAgent { name }) => {
+            lab.restart_agent(&name)?;
+            println!("agent of {name} restarted");
         }
         LabCmd::Kubelet { node, cni_bin_dir } => {
             let kubelet = podnet_lab::kubelet::Kubelet::new(
@@ -356,7 +365,7 @@ fn demo(lab: &Lab, backend: &str) -> Result<u8> {
     let matrix = check::probe_all(&check::endpoints(lab)?);
     print!("{}", matrix.render());
     println!(
-        "\nThe lab stays up. Try:\n  podnet lab get pods -o wide\n  podnet lab exec default/hello-0 -- ip route\n  podnet lab exec node/node-1 -- ip route\n  podnet lab exec node/node-1 -- bridge fdb show dev podnet.1\n  podnet lab down"
+        "\nThe lab stays up. Try:\n  podnet lab get pods -o wide\n  podnet lab exec default/web-0 -- ip route\n  podnet lab exec node/node-1 -- ip route\n  podnet lab exec node/node-1 -- bridge fdb show dev podnet.1\n  podnet lab down"
     );
     Ok(u8::from(matrix.failures() > 0))
 }

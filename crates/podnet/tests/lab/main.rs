@@ -6,6 +6,7 @@
 
 mod backends;
 mod bad_input;
+mod lifecycle;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
