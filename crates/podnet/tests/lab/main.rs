@@ -135,11 +135,22 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// An HTTP GET from inside `ns`; the body, or the error.
+/// An HTTP GET from inside `ns`; the body, or the error. A refused connection is retried for
+/// up to 3 s: a pod is Running as soon as its processes start, before they listen (readiness
+/// probes are what tell the difference).
 pub fn http_get(ns: &std::fs::File, addr: SocketAddr, path: &str) -> Result<String, String> {
     netns::run_in(ns, || -> Result<String, String> {
-        let mut s =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+        let mut tries = 0;
+        let mut s = loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+                Ok(s) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 30 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
         s.set_read_timeout(Some(Duration::from_secs(3)))
             .map_err(|e| e.to_string())?;
         write!(
