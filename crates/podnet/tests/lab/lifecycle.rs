@@ -102,11 +102,7 @@ fn killing_and_restarting_agents_keeps_an_established_tcp_stream() {
     let pods = lab.running_pods(2);
     let b_ip = pods.iter().find(|p| p.0 == "default/b").unwrap().2.clone();
     let addr: SocketAddr = format!("{b_ip}:8080").parse().unwrap();
-    let stream = podnet_kernel::netns::run_in(&lab.pod_netns("default/a"), move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-    })
-    .unwrap()
-    .unwrap();
+    let stream = crate::connect(&lab.pod_netns("default/a"), addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();

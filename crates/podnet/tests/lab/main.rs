@@ -135,35 +135,40 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// An HTTP GET from inside `ns`; the body, or the error. A refused connection is retried for
-/// up to 3 s: a pod is Running as soon as its processes start, before they listen (readiness
-/// probes are what tell the difference).
+/// An HTTP GET from inside `ns`; the body, or the error (see [`connect`]).
 pub fn http_get(ns: &std::fs::File, addr: SocketAddr, path: &str) -> Result<String, String> {
-    netns::run_in(ns, || -> Result<String, String> {
+    let mut s = connect(ns, addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(out))
+}
+
+/// A TCP connection opened from inside `ns` (it stays in that namespace). A refused
+/// connection is retried for up to 3 s: a pod is Running as soon as its processes start, before
+/// they listen (readiness probes are what tell the difference).
+pub fn connect(ns: &std::fs::File, addr: SocketAddr) -> Result<TcpStream, String> {
+    netns::run_in(ns, || {
         let mut tries = 0;
-        let mut s = loop {
+        loop {
             match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
-                Ok(s) => break s,
+                Ok(s) => return Ok(s),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 30 => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => return Err(e.to_string()),
             }
-        };
-        s.set_read_timeout(Some(Duration::from_secs(3)))
-            .map_err(|e| e.to_string())?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-        Ok(out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or(out))
+        }
     })
     .map_err(|e| e.to_string())?
 }
