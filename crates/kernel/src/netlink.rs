@@ -32,24 +32,25 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 /// A failed netlink request: what we asked for, and the kernel's answer.
 #[derive(Debug, thiserror::Error)]
-#[error("{op}: {source}")]
+#[error("{op}: {error}")]
 pub struct NetlinkError {
     op: String,
-    #[source]
-    source: io::Error,
+    /// The kernel's answer: in the message, so not also a `source` (error chains printed with
+    /// `{:#}` would say it twice).
+    error: io::Error,
 }
 
 impl NetlinkError {
-    fn new(op: impl Into<String>, source: io::Error) -> Self {
+    fn new(op: impl Into<String>, error: io::Error) -> Self {
         Self {
             op: op.into(),
-            source,
+            error,
         }
     }
 
     /// The kernel's errno, if the kernel answered with one.
     pub fn errno(&self) -> Option<i32> {
-        self.source.raw_os_error()
+        self.error.raw_os_error()
     }
 
     /// The object already exists (`EEXIST`).

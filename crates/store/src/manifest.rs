@@ -62,12 +62,13 @@ pub enum ManifestError {
     },
 
     /// A document's kind is unknown or a field has the wrong type.
-    #[error("{doc}: {source}")]
+    #[error("{doc}: {problem}")]
     Decode {
         /// The document.
         doc: Box<DocRef>,
-        /// What did not decode, with the field's path.
-        source: StoreError,
+        /// What did not decode, with the field's path. (Not a `source`: the message already
+        /// says it, and error chains would say it twice.)
+        problem: StoreError,
     },
 
     /// A required field is absent (or empty).
@@ -363,7 +364,7 @@ fn parse_object(
     }
     let obj = match Object::from_value_strict(value) {
         Ok(obj) => obj,
-        Err(source) => return Err(ManifestError::Decode { doc, source }),
+        Err(problem) => return Err(ManifestError::Decode { doc, problem }),
     };
     match rules::check(&obj) {
         Ok(()) => Ok(obj),
