@@ -126,6 +126,12 @@ fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
+    // Read the headers too: closing with unread bytes makes the kernel reset the connection,
+    // and the client could lose the answer.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let (status, content_type, body) = match path {
         "/healthz" if metrics.healthy() => ("200 OK", "text/plain", "ok\n".to_owned()),

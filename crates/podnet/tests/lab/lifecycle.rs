@@ -39,6 +39,14 @@ fn a_removed_node_leaves_every_routing_table_and_an_added_node_joins() {
             "{node} has no route to node-3: {r}"
         );
     }
+    // The agent's health and metrics, on its node's localhost.
+    let agent: SocketAddr = "127.0.0.1:9765".parse().unwrap();
+    let health = http_get(&lab.netns("node-1"), agent, "/healthz").unwrap();
+    assert_eq!(health.trim(), "ok");
+    let metrics = http_get(&lab.netns("node-1"), agent, "/metrics").unwrap();
+    assert!(metrics.contains("podnet_agent_routes 2"), "{metrics}");
+    assert!(metrics.contains("podnet_agent_peers 2"), "{metrics}");
+
     let out = lab.podnet(&["node", "remove", "node-3"]);
     assert!(out.status.success(), "{}", text(&out));
     for node in ["node-1", "node-2"] {
