@@ -5,6 +5,7 @@
 //! [`netns::run_in`] or [`netns::visit`]; nothing in this crate leaves a thread in another
 //! namespace behind its caller's back.
 
+pub mod conntrack;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -201,12 +201,14 @@ fn remove_rules(rules: &AttachmentRules) -> Result<()> {
     if rules.is_empty() || apply_rules(&nft::render_del(rules)).is_ok() {
         return Ok(());
     }
-    let listed = podnet_kernel::nft::list(&["map", "inet", nft::TABLE, "hostport_dispatch"])
+    // Some of our map keys now lead to another attachment (it took the port after us):
+    // remove only what is still ours.
+    let listed = podnet_kernel::nft::list(&["table", "inet", nft::TABLE])
         .map_err(|e| CniError::new(Code::Kernel, e.to_string()))?;
-    let owned = nft::owned_ports(&listed, &rules.id);
+    let owned = nft::owned_keys(&listed, &rules.id);
     let mut mine = rules.clone();
     mine.host_ports
-        .retain(|hp| owned.contains(&(hp.protocol.clone(), hp.host_port)));
+        .retain(|hp| owned.contains(&nft::host_port_key(hp)));
     apply_rules(&nft::render_del(&mine))
 }
 
@@ -385,6 +387,7 @@ fn wire_and_rule(
     let wired = wire::setup(&plan, pod_ns)?;
     if !rules.is_empty() {
         apply_rules(&nft::render_add(rules))?;
+        prepare_host_ports(env, conf, rules)?;
     }
     let sandbox_index = wired.interfaces.len() - 1;
     let mut result = CniResult {
@@ -426,6 +429,36 @@ fn wire_and_rule(
         }
     }
     Ok(result)
+}
+
+/// What hostPorts need beyond their rules: `route_localnet` on the pod-facing device, so
+/// 127.0.0.1:hostPort can be DNATed to the pod (as portmap does), and no stale UDP conntrack
+/// entries for the ports, which would keep steering a client's packets to a previous pod.
+fn prepare_host_ports(env: &Env, conf: &NetConf, rules: &AttachmentRules) -> Result<()> {
+    let localhost = rules
+        .host_ports
+        .iter()
+        .any(|hp| hp.pod.addr().is_ipv4() && hp.host_ip.is_none_or(|ip| ip.is_loopback()));
+    if localhost {
+        let device = match conf.mode {
+            Mode::Bridge => conf.bridge.clone(),
+            Mode::Ptp => names::host_veth(env.container_id()?, env.ifname()?),
+        };
+        podnet_kernel::sysctl::set(&format!("net/ipv4/conf/{device}/route_localnet"), "1")
+            .map_err(|e| {
+                CniError::new(
+                    Code::Kernel,
+                    format!("enabling route_localnet on {device}: {e}"),
+                )
+            })?;
+    }
+    for hp in rules.host_ports.iter().filter(|hp| hp.protocol == "udp") {
+        // Best effort, as portmap: a failure leaves old flows to expire on their own.
+        if let Err(e) = podnet_kernel::conntrack::delete_udp(hp.host_ip, hp.host_port) {
+            eprintln!("podnet-cni: {e}");
+        }
+    }
+    Ok(())
 }
 
 /// What the store remembers about `key`, if anything.

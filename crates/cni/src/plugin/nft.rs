@@ -75,9 +75,19 @@ fn base(s: &mut String) {
         );
     }
     let _ = writeln!(s, "add chain {t} hostports");
+    // hostPorts bound to one node address (`hostIP`) are looked up first, by address; the rest
+    // by protocol and port alone. Two pods may share a port on different host addresses.
     let _ = writeln!(
         s,
         "add map {t} hostport_dispatch {{ type inet_proto . inet_service : verdict; }}"
+    );
+    let _ = writeln!(
+        s,
+        "add map {t} hostport_ip_v4 {{ type ipv4_addr . inet_proto . inet_service : verdict; }}"
+    );
+    let _ = writeln!(
+        s,
+        "add map {t} hostport_ip_v6 {{ type ipv6_addr . inet_proto . inet_service : verdict; }}"
     );
     let _ = writeln!(s, "add set {t} masq_v4 {{ type ipv4_addr; }}");
     let _ = writeln!(s, "add set {t} masq_v6 {{ type ipv6_addr; }}");
@@ -102,6 +112,14 @@ fn base(s: &mut String) {
         "add rule {t} nat_output fib daddr type local jump hostports"
     );
     let _ = writeln!(s, "flush chain {t} hostports");
+    let _ = writeln!(
+        s,
+        "add rule {t} hostports ip daddr . meta l4proto . th dport vmap @hostport_ip_v4"
+    );
+    let _ = writeln!(
+        s,
+        "add rule {t} hostports ip6 daddr . meta l4proto . th dport vmap @hostport_ip_v6"
+    );
     let _ = writeln!(
         s,
         "add rule {t} hostports meta l4proto . th dport vmap @hostport_dispatch"
@@ -152,16 +170,12 @@ fn addr_port(ip: IpAddr, port: u16) -> String {
 
 /// The elements of one attachment in the shared sets and maps, as `(set, element)` pairs.
 fn elements(rules: &AttachmentRules) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut seen_ports = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     for hp in &rules.host_ports {
-        let key = (hp.protocol.clone(), hp.host_port);
-        if !seen_ports.contains(&key) {
-            out.push((
-                "hostport_dispatch".to_owned(),
-                format!("{} . {} : goto hp_{}", hp.protocol, hp.host_port, rules.id),
-            ));
-            seen_ports.push(key);
+        let (set, key) = host_port_key(hp);
+        let element = (set, format!("{key} : goto hp_{}", rules.id));
+        if !out.contains(&element) {
+            out.push(element);
         }
     }
     for m in &rules.masq {
@@ -204,6 +218,15 @@ pub fn render_add(rules: &AttachmentRules) -> String {
                 "add rule {t} {chain} {m} {ipf} saddr {} meta mark set meta mark | {HAIRPIN_MARK:#x}",
                 hp.pod.trunc()
             );
+            // From the node to 127.0.0.1:hostPort (as portmap allows): the DNATed packet leaves
+            // with a loopback source, which only masquerade (and route_localnet on the way out)
+            // makes routable. IPv6 has no equivalent.
+            if hp.pod.addr().is_ipv4() && hp.host_ip.is_none_or(|ip| ip.is_loopback()) {
+                let _ = writeln!(
+                    s,
+                    "add rule {t} {chain} {m} ip saddr 127.0.0.0/8 meta mark set meta mark | {HAIRPIN_MARK:#x}"
+                );
+            }
             let _ = writeln!(
                 s,
                 "add rule {t} {chain} {m} dnat {ipf} to {}",
@@ -242,21 +265,47 @@ pub fn render_del(rules: &AttachmentRules) -> String {
     s
 }
 
-/// The `(protocol, port)` keys of `hostport_dispatch` that lead to attachment `id`'s chain, read
-/// from `nft list map` output (elements look like `tcp . 8080 : goto hp_<id>`).
-pub fn owned_ports(listing: &str, id: &str) -> Vec<(String, u16)> {
+/// The hostPort map keys that lead to attachment `id`'s chain, as `(map, key)`, read from an
+/// `nft list table` listing (elements look like `tcp . 8080 : goto hp_<id>` or
+/// `10.0.0.1 . tcp . 8080 : goto hp_<id>`).
+pub fn owned_keys(listing: &str, id: &str) -> Vec<(String, String)> {
     let target = format!("goto hp_{id}");
-    listing
-        .split([',', '{', '}', '\n'])
-        .filter_map(|element| {
-            let (key, verdict) = element.split_once(':')?;
-            if verdict.trim() != target {
-                return None;
+    let mut map = String::new();
+    let mut out = Vec::new();
+    for line in listing.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("map ") {
+            map = name.trim_end_matches('{').trim().to_owned();
+            continue;
+        }
+        for element in line.split([',', '{', '}']) {
+            // Split at the last " : " (IPv6 keys contain colons).
+            let Some((key, verdict)) = element.rsplit_once(" : ") else {
+                continue;
+            };
+            if verdict.trim() == target {
+                out.push((
+                    map.clone(),
+                    key.trim().trim_start_matches("elements = ").to_owned(),
+                ));
             }
-            let (proto, port) = key.split_once('.')?;
-            Some((proto.trim().to_owned(), port.trim().parse().ok()?))
-        })
-        .collect()
+        }
+    }
+    out
+}
+
+/// The hostPort map a mapping's element lives in and its key (as [`owned_keys`] reports them).
+pub fn host_port_key(hp: &HostPort) -> (String, String) {
+    match hp.host_ip {
+        Some(ip) => (
+            format!("hostport_ip_{}", fam(ip).1),
+            format!("{ip} . {} . {}", hp.protocol, hp.host_port),
+        ),
+        None => (
+            "hostport_dispatch".to_owned(),
+            format!("{} . {}", hp.protocol, hp.host_port),
+        ),
+    }
 }
 
 #[cfg(test)]

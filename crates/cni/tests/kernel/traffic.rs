@@ -178,3 +178,133 @@ fn ip_masq_hides_pods_behind_the_node_address_outside_the_pod_network() {
         "source was not masqueraded to the node"
     );
 }
+
+/// A pod answering every TCP connection on port 80 with `name`, for `conns` connections.
+fn serve_name(pod: &Netns, name: &'static str, conns: usize) -> std::thread::JoinHandle<()> {
+    let listener = pod.run(|| TcpListener::bind("0.0.0.0:80")).unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..conns {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(name.as_bytes()).unwrap();
+        }
+    })
+}
+
+fn fetch_from(node: &Node, addr: &str) -> String {
+    let addr = addr.parse().unwrap();
+    node.ns
+        .run(|| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            std::io::Result::Ok(buf)
+        })
+        .unwrap_or_else(|e| panic!("{addr}: {e}"))
+}
+
+#[test]
+fn host_ports_share_a_port_across_host_ips_and_answer_on_localhost() {
+    let node = Node::bridge("10.99.7.0/24");
+    node.ns.ip(&["addr", "add", "192.0.2.10/32", "dev", "lo"]);
+    node.ns.ip(&["addr", "add", "192.0.2.11/32", "dev", "lo"]);
+    let with_ports = |mappings: serde_json::Value| {
+        let mut conf = node.conf.clone();
+        conf["capabilities"] = json!({"portMappings": true});
+        conf["runtimeConfig"] = json!({ "portMappings": mappings });
+        conf
+    };
+    let (a, b, c) = (Netns::new("a"), Netns::new("b"), Netns::new("c"));
+    for (cid, pod, mappings) in [
+        (
+            "a",
+            &a,
+            json!([{"hostPort": 18090, "containerPort": 80, "protocol": "tcp", "hostIP": "192.0.2.10"}]),
+        ),
+        (
+            "b",
+            &b,
+            json!([{"hostPort": 18090, "containerPort": 80, "protocol": "tcp", "hostIP": "192.0.2.11"}]),
+        ),
+        (
+            "c",
+            &c,
+            json!([{"hostPort": 18091, "containerPort": 80, "protocol": "tcp"}]),
+        ),
+    ] {
+        let out = node.call_with("ADD", cid, "eth0", Some(pod.path()), &with_ports(mappings));
+        assert_eq!(out.code, 0, "ADD {cid}: {}", out.stdout);
+    }
+    let servers = [
+        serve_name(&a, "a", 1),
+        serve_name(&b, "b", 1),
+        serve_name(&c, "c", 2),
+    ];
+    assert_eq!(fetch_from(&node, "192.0.2.10:18090"), "a");
+    assert_eq!(fetch_from(&node, "192.0.2.11:18090"), "b");
+    assert_eq!(
+        fetch_from(&node, "127.0.0.1:18091"),
+        "c",
+        "hostPort on localhost"
+    );
+    assert_eq!(fetch_from(&node, "10.99.7.1:18091"), "c");
+    for s in servers {
+        s.join().unwrap();
+    }
+    // Removing one of the two sharing a port leaves the other's entry alone.
+    node.del("a", Some(&a), None);
+    let table = node.nft_table();
+    assert!(table.contains("192.0.2.11 . tcp . 18090"), "{table}");
+    assert!(!table.contains("192.0.2.10 . tcp . 18090"), "{table}");
+}
+
+#[test]
+fn a_udp_client_follows_a_host_port_to_its_new_pod() {
+    use std::net::UdpSocket;
+    let node = Node::bridge("10.99.8.0/24");
+    let mut conf = node.conf.clone();
+    conf["capabilities"] = json!({"portMappings": true});
+    conf["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 18095, "containerPort": 53, "protocol": "udp"}]});
+    let ask = |client: &UdpSocket| -> Option<String> {
+        let mut buf = [0u8; 64];
+        for _ in 0..5 {
+            client.send_to(b"who", "10.99.8.1:18095").ok()?;
+            if let Ok(n) = client.recv(&mut buf) {
+                return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        None
+    };
+    let answer = |pod: &Netns, name: &'static str| {
+        let sock = pod.run(|| UdpSocket::bind("0.0.0.0:53")).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((_, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(name.as_bytes(), from);
+            }
+        })
+    };
+    let old = Netns::new("old");
+    let out = node.call_with("ADD", "old", "eth0", Some(old.path()), &conf);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let _old_server = answer(&old, "old");
+    // One client socket for the whole test: its flow is what conntrack remembers.
+    let client = node.ns.run(|| UdpSocket::bind("10.99.8.1:0")).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(ask(&client).as_deref(), Some("old"));
+    node.del("old", Some(&old), None);
+    drop(old);
+
+    let new = Netns::new("new");
+    let out = node.call_with("ADD", "new", "eth0", Some(new.path()), &conf);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let _new_server = answer(&new, "new");
+    assert_eq!(
+        ask(&client).as_deref(),
+        Some("new"),
+        "the client's flow still leads to the old pod"
+    );
+}

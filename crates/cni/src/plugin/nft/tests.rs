@@ -75,12 +75,23 @@ fn empty_rules_need_no_table() {
 }
 
 #[test]
-fn owned_ports_reads_only_this_attachments_elements() {
-    let listing = "table inet podnet_cni {\n\tmap hostport_dispatch {\n\t\ttype inet_proto . inet_service : verdict\n\t\telements = { tcp . 18082 : goto hp_aaa, udp . 53 : goto hp_bbb,\n\t\t\t     tcp . 80 : goto hp_bbb }\n\t}\n}\n";
+fn owned_keys_reads_only_this_attachments_elements_of_every_hostport_map() {
+    let listing = "table inet podnet_cni {\n\tmap hostport_dispatch {\n\t\ttype inet_proto . inet_service : verdict\n\t\telements = { tcp . 18082 : goto hp_aaa, udp . 53 : goto hp_bbb,\n\t\t\t     tcp . 80 : goto hp_bbb }\n\t}\n\n\tmap hostport_ip_v4 {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t\telements = { 10.0.0.1 . tcp . 80 : goto hp_aaa }\n\t}\n\n\tmap hostport_ip_v6 {\n\t\ttype ipv6_addr . inet_proto . inet_service : verdict\n\t\telements = { fd00::1 . tcp . 80 : goto hp_bbb }\n\t}\n}\n";
+    let key = |m: &str, k: &str| (m.to_owned(), k.to_owned());
     assert_eq!(
-        owned_ports(listing, "bbb"),
-        vec![("udp".to_owned(), 53), ("tcp".to_owned(), 80)]
+        owned_keys(listing, "bbb"),
+        vec![
+            key("hostport_dispatch", "udp . 53"),
+            key("hostport_dispatch", "tcp . 80"),
+            key("hostport_ip_v6", "fd00::1 . tcp . 80"),
+        ]
     );
-    assert_eq!(owned_ports(listing, "aaa"), vec![("tcp".to_owned(), 18082)]);
-    assert!(owned_ports(listing, "ccc").is_empty());
+    assert_eq!(
+        owned_keys(listing, "aaa"),
+        vec![
+            key("hostport_dispatch", "tcp . 18082"),
+            key("hostport_ip_v4", "10.0.0.1 . tcp . 80"),
+        ]
+    );
+    assert!(owned_keys(listing, "ccc").is_empty());
 }
