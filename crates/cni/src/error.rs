@@ -33,6 +33,29 @@ pub enum Code {
     NotAvailableLimited,
     /// 100: podnet: a kernel operation (netlink, sysctl, nft) failed.
     Kernel,
+    /// Another plugin's code, passed on as it reported it (a delegated IPAM plugin's error).
+    Other(u32),
+}
+
+impl Code {
+    /// The code for a number a plugin reported.
+    pub fn from_number(n: u64) -> Code {
+        match n {
+            1 => Code::IncompatibleVersion,
+            2 => Code::UnsupportedField,
+            3 => Code::UnknownContainer,
+            4 => Code::InvalidEnvironment,
+            5 => Code::Io,
+            6 => Code::Decode,
+            7 => Code::InvalidConfig,
+            8 => Code::InvalidNetns,
+            11 => Code::TryAgainLater,
+            50 => Code::NotAvailable,
+            51 => Code::NotAvailableLimited,
+            100 => Code::Kernel,
+            n => Code::Other(u32::try_from(n).unwrap_or(999)),
+        }
+    }
 }
 
 impl From<Code> for u32 {
@@ -50,6 +73,7 @@ impl From<Code> for u32 {
             Code::NotAvailable => 50,
             Code::NotAvailableLimited => 51,
             Code::Kernel => 100,
+            Code::Other(n) => n,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! records in the store what it is about to create, so a DEL or GC can undo it even after a crash
 //! and without the runtime resending anything; kernel object names derive from the key.
 
+mod delegate;
 pub mod names;
 pub mod nft;
 pub mod wire;
@@ -36,9 +37,11 @@ use wire::{Plan, Topology};
 pub const PLUGIN_TYPE: &str = "podnet-cni";
 
 /// Which part a request asks podnet-cni to play (see the module comment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
     Interface,
+    /// An interface whose addresses come from another IPAM plugin (`ipam.type`).
+    Delegated(String),
     Loopback,
     Ipam,
     Chained,
@@ -51,6 +54,11 @@ fn role(env: &Env, conf: &NetConf) -> Role {
         Role::Loopback
     } else if conf.ipam.is_none() {
         Role::Chained
+    } else if let Some(t) = conf
+        .ipam_type()
+        .filter(|t| !t.is_empty() && *t != PLUGIN_TYPE && *t != "host-local")
+    {
+        Role::Delegated(t.to_owned())
     } else {
         Role::Interface
     }
@@ -110,8 +118,8 @@ pub fn run(env: &Env, stdin: &[u8]) -> Result<Option<Value>> {
         Command::Add => add(env, &conf, role).map(|r| Some(r.to_json(version))),
         Command::Del => del(env, &conf, role).map(|()| None),
         Command::Check => check(env, &conf, role).map(|()| None),
-        Command::Status => status(&conf, role).map(|()| None),
-        Command::Gc => gc(&conf, role).map(|()| None),
+        Command::Status => status(env, &conf, role).map(|()| None),
+        Command::Gc => gc(env, &conf, role).map(|()| None),
         Command::Version => Ok(None),
     }
 }
@@ -264,6 +272,7 @@ fn route(dst: IpNet, gw: Option<IpAddr>) -> Route {
 fn add(env: &Env, conf: &NetConf, role: Role) -> Result<CniResult> {
     match role {
         Role::Interface => add_interface(env, conf),
+        Role::Delegated(ipam) => add_delegated(env, conf, &ipam),
         Role::Loopback => add_loopback(env),
         Role::Ipam => add_ipam_only(env, conf),
         Role::Chained => add_chained(env, conf),
@@ -300,7 +309,8 @@ fn add_interface(env: &Env, conf: &NetConf) -> Result<CniResult> {
         Ok((addresses, rules, before, live_before))
     })?;
 
-    match wire_and_rule(env, conf, &ipam, &pod_ns, netns_path, &addresses, &rules) {
+    let routes: Vec<(IpNet, Option<IpAddr>)> = ipam.routes.iter().map(|r| (r.dst, r.gw)).collect();
+    match wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules) {
         Ok(result) => Ok(result),
         Err(e) if live_before => Err(e),
         Err(e) => {
@@ -316,6 +326,78 @@ fn add_interface(env: &Env, conf: &NetConf) -> Result<CniResult> {
             }
             Err(e)
         }
+    }
+}
+
+/// ADD with another IPAM plugin: it allocates (and remembers) the addresses; podnet-cni wires
+/// them and records the attachment as usual, and gives them back through the plugin if wiring
+/// fails.
+fn add_delegated(env: &Env, conf: &NetConf, ipam_plugin: &str) -> Result<CniResult> {
+    let netns_path = env.netns()?;
+    let pod_ns = open_pod_netns(netns_path)?;
+    let store = store_for(conf, None)?;
+    let key = key(env)?;
+    let allocated = delegate::run(env, ipam_plugin, "ADD", &conf.raw)?.unwrap_or_default();
+    let release = |e: CniError| {
+        let _ = delegate::run(env, ipam_plugin, "DEL", &conf.raw);
+        e
+    };
+    let addresses: Vec<(IpNet, IpAddr)> = allocated
+        .ips
+        .iter()
+        .map(|ip| {
+            // Without a gateway from IPAM, the subnet's first address (as the reference bridge).
+            let gateway = ip.gateway.unwrap_or_else(|| first_host(ip.address));
+            (ip.address, gateway)
+        })
+        .collect();
+    if addresses.is_empty() {
+        return Err(release(CniError::new(
+            Code::InvalidConfig,
+            format!("ipam.type: {ipam_plugin} returned no addresses"),
+        )));
+    }
+    let nets: Vec<IpNet> = addresses.iter().map(|(a, _)| *a).collect();
+    let rules = rules_for(env, conf, &nets, conf.ip_masq).map_err(&release)?;
+    let live_before = store
+        .update(|state| {
+            let live = state
+                .attachment(&key)
+                .is_some_and(|a| Record::from_data(&a.data).interface);
+            if !live {
+                let record = Record {
+                    interface: true,
+                    rules: rules.clone(),
+                };
+                state.attachments.entry(key.clone()).or_default().data = record.to_data();
+            }
+            Ok(live)
+        })
+        .map_err(&release)?;
+    let routes: Vec<(IpNet, Option<IpAddr>)> =
+        allocated.routes.iter().map(|r| (r.dst, r.gw)).collect();
+    match wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules) {
+        Ok(mut result) => {
+            if result.dns == Default::default() {
+                result.dns = allocated.dns;
+            }
+            Ok(result)
+        }
+        Err(e) if live_before => Err(e),
+        Err(e) => {
+            if undo(env, &store, true).is_ok() {
+                let _ = delegate::run(env, ipam_plugin, "DEL", &conf.raw);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The first host address of `net`'s subnet.
+fn first_host(net: IpNet) -> IpAddr {
+    match net.trunc() {
+        IpNet::V4(n) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(n.network()) + 1)),
+        IpNet::V6(n) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n.network()) + 1)),
     }
 }
 
@@ -357,7 +439,7 @@ fn topology(conf: &NetConf) -> Topology {
 fn plan<'a>(
     env: &'a Env,
     conf: &NetConf,
-    ipam: &IpamConfig,
+    routes: &[(IpNet, Option<IpAddr>)],
     netns_path: &'a str,
     addresses: &[(IpNet, IpAddr)],
 ) -> Result<Plan<'a>> {
@@ -368,7 +450,7 @@ fn plan<'a>(
         topology: topology(conf),
         mtu: conf.mtu,
         addresses: addresses.to_vec(),
-        routes: ipam.routes.iter().map(|r| (r.dst, r.gw)).collect(),
+        routes: routes.to_vec(),
         enable_dad: conf.enable_dad,
     })
 }
@@ -376,14 +458,14 @@ fn plan<'a>(
 fn wire_and_rule(
     env: &Env,
     conf: &NetConf,
-    ipam: &IpamConfig,
+    routes: &[(IpNet, Option<IpAddr>)],
     pod_ns: &File,
     netns_path: &Path,
     addresses: &[(IpNet, IpAddr)],
     rules: &AttachmentRules,
 ) -> Result<CniResult> {
     let path = netns_path.display().to_string();
-    let plan = plan(env, conf, ipam, &path, addresses)?;
+    let plan = plan(env, conf, routes, &path, addresses)?;
     let wired = wire::setup(&plan, pod_ns)?;
     if !rules.is_empty() {
         apply_rules(&nft::render_add(rules))?;
@@ -411,7 +493,7 @@ fn wire_and_rule(
                 interface: Some(sandbox_index),
             })
             .collect(),
-        routes: ipam.routes.iter().map(|r| route(r.dst, r.gw)).collect(),
+        routes: routes.iter().map(|(dst, gw)| route(*dst, *gw)).collect(),
         dns: conf.dns.clone(),
     };
     if conf.is_default_gateway && conf.mode == Mode::Bridge {
@@ -650,6 +732,10 @@ fn del(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
             let store = store_for(conf, Some(&ipam))?;
             undo(env, &store, true)
         }
+        Role::Delegated(ipam_plugin) => {
+            undo(env, &store_for(conf, None)?, true)?;
+            delegate::run(env, &ipam_plugin, "DEL", &conf.raw).map(drop)
+        }
     }
 }
 
@@ -659,6 +745,26 @@ fn check(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
     let key = key(env)?;
     match role {
         Role::Loopback | Role::Chained => Ok(()),
+        Role::Delegated(ipam_plugin) => {
+            delegate::run(env, &ipam_plugin, "CHECK", &conf.raw)?;
+            let prev = conf.prev_result.clone().unwrap_or_default();
+            let netns_path = env.netns()?;
+            let pod_ns = open_pod_netns(netns_path)?;
+            let addresses: Vec<(IpNet, IpAddr)> = prev
+                .ips
+                .iter()
+                .map(|i| {
+                    (
+                        i.address,
+                        i.gateway.unwrap_or_else(|| first_host(i.address)),
+                    )
+                })
+                .collect();
+            let path = netns_path.display().to_string();
+            let plan = plan(env, conf, &[], &path, &addresses)?;
+            let routes: Vec<IpNet> = prev.routes.iter().map(|r| r.dst).collect();
+            wire::check(&plan, &pod_ns, &routes)
+        }
         Role::Ipam | Role::Interface => {
             let ipam = ipam_config(conf)?;
             let state = store_for(conf, Some(&ipam))?.lock()?.load()?;
@@ -702,7 +808,8 @@ fn check(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
                 })
                 .collect();
             let path = netns_path.display().to_string();
-            let mut plan = plan(env, conf, &ipam, &path, &addresses)?;
+            let routes: Vec<_> = ipam.routes.iter().map(|r| (r.dst, r.gw)).collect();
+            let mut plan = plan(env, conf, &routes, &path, &addresses)?;
             plan.addresses = addresses;
             let routes: Vec<IpNet> = prev.routes.iter().map(|r| r.dst).collect();
             wire::check(&plan, &pod_ns, &routes)
@@ -712,9 +819,13 @@ fn check(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
 
 // === STATUS ===
 
-fn status(conf: &NetConf, role: Role) -> Result<()> {
-    if matches!(role, Role::Loopback | Role::Chained) {
-        return Ok(());
+fn status(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
+    match role {
+        Role::Loopback | Role::Chained => return Ok(()),
+        Role::Delegated(ipam_plugin) => {
+            return delegate::run(env, &ipam_plugin, "STATUS", &conf.raw).map(drop);
+        }
+        Role::Ipam | Role::Interface => {}
     }
     let ipam = ipam_config(conf)?;
     let store = store_for(conf, Some(&ipam))?;
@@ -741,16 +852,16 @@ fn status(conf: &NetConf, role: Role) -> Result<()> {
 
 // === GC ===
 
-fn gc(conf: &NetConf, role: Role) -> Result<()> {
+fn gc(env: &Env, conf: &NetConf, role: Role) -> Result<()> {
     let valid: Vec<AttachmentKey> = conf
         .valid_attachments()
         .unwrap_or_default()
         .into_iter()
         .map(|a| AttachmentKey::new(a.container_id, a.ifname))
         .collect();
-    let store = match role {
+    let store = match &role {
         Role::Loopback => return Ok(()),
-        Role::Chained => store_for(conf, None)?,
+        Role::Chained | Role::Delegated(_) => store_for(conf, None)?,
         Role::Ipam | Role::Interface => store_for(conf, Some(&ipam_config(conf)?))?,
     };
     // Undo the kernel side before forgetting, so an interrupted GC is simply run again.
@@ -768,7 +879,7 @@ fn gc(conf: &NetConf, role: Role) -> Result<()> {
     let mut teardown = None;
     for (key, record) in &stale {
         let mut undone = Ok(());
-        if record.interface && role == Role::Interface {
+        if record.interface && matches!(role, Role::Interface | Role::Delegated(_)) {
             undone = match &mut teardown {
                 Some(t) => Ok(t),
                 None => wire::Teardown::new().map(|t| teardown.insert(t)),
@@ -788,5 +899,10 @@ fn gc(conf: &NetConf, role: Role) -> Result<()> {
         first_error.get_or_insert(e);
     }
     store.update(|s| Ok(s.gc(&keep)))?;
+    if let Role::Delegated(ipam_plugin) = &role
+        && let Err(e) = delegate::run(env, ipam_plugin, "GC", &conf.raw)
+    {
+        first_error.get_or_insert(e);
+    }
     first_error.map_or(Ok(()), Err)
 }

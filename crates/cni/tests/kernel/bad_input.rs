@@ -78,10 +78,10 @@ fn malformed_configs_get_the_right_code_and_leave_nothing_behind() {
             "9.9.9",
         ),
         (
-            "unknown ipam type",
-            with(&|c| c["ipam"]["type"] = json!("dhcp")),
-            2,
-            "dhcp",
+            "ipam plugin not in CNI_PATH",
+            with(&|c| c["ipam"]["type"] = json!("no-such-ipam")),
+            7,
+            "no-such-ipam",
         ),
         (
             "iptables masquerade backend",

@@ -223,3 +223,41 @@ fn results_are_converted_to_the_requested_version() {
         );
     }
 }
+
+#[test]
+fn another_ipam_plugin_allocates_and_podnet_cni_wires_and_gives_back() {
+    // The reference `static` IPAM plugin (containernetworking-plugins) in CNI_PATH.
+    assert!(
+        std::path::Path::new("/usr/lib/cni/static").exists(),
+        "install containernetworking-plugins"
+    );
+    let mut node = Node::bridge("10.98.12.0/24");
+    // Debian's reference plugins speak up to CNI 1.0.0.
+    node.conf["cniVersion"] = json!("1.0.0");
+    node.conf["ipam"] = json!({
+        "type": "static",
+        "addresses": [{"address": "10.98.12.77/24", "gateway": "10.98.12.1"}],
+        "routes": [{"dst": "0.0.0.0/0"}]
+    });
+    let (a, b) = (Netns::new("a"), Netns::new("b"));
+    let ra = node.add("pod-a", &a);
+    assert_eq!(ra["ips"][0]["address"], "10.98.12.77/24", "{ra}");
+    assert_eq!(ra["ips"][0]["gateway"], "10.98.12.1", "{ra}");
+    assert!(
+        a.ping("10.98.12.1", 3),
+        "no gateway through the delegated address"
+    );
+    let mut check = node.conf.clone();
+    check["prevResult"] = ra.clone();
+    let out = node.call_with("CHECK", "pod-a", "eth0", Some(a.path()), &check);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    // A second pod gets its own static address through the same plugin.
+    node.conf["ipam"]["addresses"][0]["address"] = json!("10.98.12.78/24");
+    node.add("pod-b", &b);
+    assert!(
+        b.ping("10.98.12.77", 3),
+        "pods on delegated addresses do not reach each other"
+    );
+    node.del("pod-a", Some(&a), Some(&ra));
+    assert_eq!(node.veths().len(), 1);
+}

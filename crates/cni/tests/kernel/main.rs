@@ -69,7 +69,8 @@ impl Node {
             ("CNI_CONTAINERID", cid),
             ("CNI_NETNS", netns.as_str()),
             ("CNI_IFNAME", ifname),
-            ("CNI_PATH", "/opt/cni/bin"),
+            // Where delegated IPAM plugins are found (Debian puts the reference ones in /usr/lib/cni).
+            ("CNI_PATH", "/opt/cni/bin:/usr/lib/cni"),
         ];
         run_plugin(&plugin(), &self.ns, &env, &conf.to_string())
     }
