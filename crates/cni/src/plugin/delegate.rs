@@ -41,7 +41,12 @@ fn find(env: &Env, plugin: &str) -> Result<PathBuf> {
 /// Runs the IPAM plugin `plugin` for `command` (`ADD`, `DEL`, `CHECK`, `GC`) with this
 /// invocation's environment and `conf` on stdin; returns its result (ADD) or `None`. Its error
 /// comes back as it reported it (code and message), prefixed with its name.
-pub fn run(env: &Env, plugin: &str, command: &str, conf: &Value) -> Result<Option<CniResult>> {
+pub(super) fn run(
+    env: &Env,
+    plugin: &str,
+    command: &str,
+    conf: &Value,
+) -> Result<Option<CniResult>> {
     let binary = find(env, plugin)?;
     let mut cmd = Command::new(&binary);
     cmd.env("CNI_COMMAND", command)
