@@ -1,0 +1,93 @@
+//! Timing at scale (printed, never asserted: benchmarks live in bench/). The 30k run is
+//! `#[ignore]`d to keep CI fast: `cargo test -p podnet-model --release -- --ignored --nocapture`.
+
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::service::testutil::*;
+use crate::service::{compile, render_diff, render_full};
+
+/// `n` Services, each with one TCP port and `endpoints` endpoints spread over 3 nodes.
+fn cluster(n: usize, endpoints: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let mut services = Vec::with_capacity(n);
+    let mut slices = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("svc-{i}");
+        let cluster_ip = format!("172.30.{}.{}", i / 250, i % 250 + 1);
+        services.push(service(
+            "bench",
+            &name,
+            &cluster_ip,
+            vec![port("http", "TCP", 80)],
+        ));
+        let eps = (0..endpoints)
+            .map(|j| {
+                let k = i * endpoints + j;
+                ep(&format!(
+                    "10.{}.{}.{}",
+                    k / 62500,
+                    (k / 250) % 250,
+                    k % 250 + 1
+                ))
+                .on(["node-1", NODE, "node-3"][j % 3])
+            })
+            .collect();
+        slices.push(slice(
+            "bench",
+            &name,
+            &format!("{name}-a"),
+            &[("http", "TCP", 8080)],
+            eps,
+        ));
+    }
+    (services, slices)
+}
+
+fn run(n: usize, endpoints: usize) {
+    let (services, mut slices) = cluster(n, endpoints);
+    let t = Instant::now();
+    let state = compile(&services, &slices, &node());
+    let compiled = t.elapsed();
+    assert!(state.warnings.is_empty());
+    let t = Instant::now();
+    let full = render_full(&state);
+    let rendered = t.elapsed();
+
+    // One endpoint of one Service changes.
+    if let Some(eps) = slices[n / 2].endpoints.as_mut() {
+        eps[0].addresses = vec!["10.250.250.250".to_owned()];
+    }
+    let t = Instant::now();
+    let changed = compile(&services, &slices, &node());
+    let recompiled = t.elapsed();
+    let t = Instant::now();
+    let diff = render_diff(&state, &changed);
+    let diffed = t.elapsed();
+    assert_eq!(
+        diff.lines()
+            .filter(|l| l.starts_with("delete chain"))
+            .count(),
+        1
+    );
+    eprintln!(
+        "{n} Services × {endpoints} endpoints: compile {compiled:?}, render_full {rendered:?} ({} MB, {} lines); \
+         one endpoint changed: compile {recompiled:?}, render_diff {diffed:?} ({} lines)",
+        full.len() / 1_000_000,
+        full.lines().count(),
+        diff.lines().count()
+    );
+}
+
+#[test]
+fn a_thousand_services_compile_render_and_diff() {
+    run(1_000, 10);
+}
+
+#[test]
+#[ignore = "timing run at full scale; use --release"]
+fn thirty_thousand_services_timing() {
+    run(10_000, 10);
+    run(30_000, 10);
+}
