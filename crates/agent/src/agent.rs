@@ -16,6 +16,7 @@ use crate::cniconf::{self, CniSettings};
 use crate::masq;
 use crate::routing::{self, Backend, NodeRoute, RoutingApplier, RoutingError};
 use crate::serve::{self, Metrics};
+use crate::services::{ProxyError, ServiceProxy};
 use crate::source::{ClusterSource, SourceError};
 
 /// The Node annotation carrying a node's VTEP MAC (flannel keeps it in `backend-data`).
@@ -30,6 +31,8 @@ pub struct AgentConfig {
     pub backend: Backend,
     /// The cluster's pod CIDRs (traffic to anything else is masqueraded).
     pub cluster_cidrs: Vec<IpNet>,
+    /// The Service CIDRs (traffic to unallocated addresses in them is dropped).
+    pub service_cidrs: Vec<IpNet>,
     /// Where the CNI config goes.
     pub cni_conf_dir: PathBuf,
     /// podnet-cni's IPAM directory, if not its default.
@@ -56,6 +59,9 @@ pub enum AgentError {
     /// Applying the masquerade rules.
     #[error("applying masquerade rules: {0}")]
     Nft(#[from] podnet_kernel::nft::NftError),
+    /// Programming Services.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// This node is not (fully) registered yet.
     #[error("{0}")]
     NotReady(String),
@@ -72,11 +78,19 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
         }
     }
     let mut applier = RoutingApplier::new()?;
+    let mut proxy = ServiceProxy::new();
     let mut last_masq = String::new();
     info!(node = %config.node, backend = ?config.backend, "agent starting");
     loop {
         let started = Instant::now();
-        let outcome = sync(&config, &mut source, &mut applier, &mut last_masq, &metrics);
+        let outcome = sync(
+            &config,
+            &mut source,
+            &mut applier,
+            &mut proxy,
+            &mut last_masq,
+            &metrics,
+        );
         metrics.record_sync(outcome.is_ok(), started.elapsed());
         if let Err(e) = &outcome {
             warn!(error = %format!("{e:#}"), "sync failed; retrying");
@@ -94,6 +108,7 @@ fn sync(
     config: &AgentConfig,
     source: &mut impl ClusterSource,
     applier: &mut RoutingApplier,
+    proxy: &mut ServiceProxy,
     last_masq: &mut String,
     metrics: &Metrics,
 ) -> Result<(), AgentError> {
@@ -141,6 +156,24 @@ fn sync(
     if cniconf::write(&config.cni_conf_dir, &conf)? {
         info!(dir = %config.cni_conf_dir.display(), "CNI config written");
     }
+
+    let facts = podnet_model::service::NodeFacts {
+        name: config.node.clone(),
+        zone: me_node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("topology.kubernetes.io/zone").cloned()),
+        node_ips: vec![me.underlay_ip],
+        cluster_cidrs: config.cluster_cidrs.clone(),
+        service_cidrs: config.service_cidrs.clone(),
+    };
+    proxy.sync(
+        &snapshot.services,
+        &snapshot.endpoint_slices,
+        &facts,
+        metrics,
+    )?;
 
     let script = masq::render(&me.pod_cidrs, &config.cluster_cidrs);
     if *last_masq != script {

@@ -12,4 +12,5 @@ pub mod cniconf;
 pub mod masq;
 pub mod routing;
 pub mod serve;
+pub mod services;
 pub mod source;

@@ -35,6 +35,10 @@ pub struct Metrics {
     pub routes: Gauge,
     /// Other nodes known.
     pub peers: Gauge,
+    /// kube-proxy's `sync_proxy_rules_duration_seconds`: how long a service rules sync took.
+    proxy_sync_duration: Histogram,
+    /// kube-proxy's `sync_proxy_rules_last_timestamp_seconds`: when rules were last synced.
+    proxy_last_sync: Gauge<f64, AtomicU64>,
     last_ok_unix: AtomicI64,
     requests: AtomicU64,
 }
@@ -42,33 +46,52 @@ pub struct Metrics {
 impl Metrics {
     /// Registers the metrics.
     pub fn new() -> Arc<Self> {
-        let mut registry = Registry::with_prefix("podnet_agent");
+        // No common prefix: kube-proxy's metrics keep kube-proxy's names.
+        let mut registry = Registry::default();
         let syncs = Family::<SyncLabels, Counter>::default();
         let sync_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let routes = Gauge::default();
         let peers = Gauge::default();
         registry.register(
-            "syncs",
+            "podnet_agent_syncs",
             "Syncs of the node's network, by result",
             syncs.clone(),
         );
         registry.register(
-            "sync_duration_seconds",
+            "podnet_agent_sync_duration_seconds",
             "How long a sync of the node's network took",
             sync_duration.clone(),
         );
         registry.register(
-            "routes",
+            "podnet_agent_routes",
             "Routes to other nodes' pod CIDRs the agent maintains",
             routes.clone(),
         );
-        registry.register("peers", "Other nodes the agent routes to", peers.clone());
+        registry.register(
+            "podnet_agent_peers",
+            "Other nodes the agent routes to",
+            peers.clone(),
+        );
+        let proxy_sync_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        let proxy_last_sync = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "kubeproxy_sync_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds",
+            proxy_sync_duration.clone(),
+        );
+        registry.register(
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "The last time proxy rules were successfully synced",
+            proxy_last_sync.clone(),
+        );
         Arc::new(Self {
             registry: Mutex::new(registry),
             syncs,
             sync_duration,
             routes,
             peers,
+            proxy_sync_duration,
+            proxy_last_sync,
             last_ok_unix: AtomicI64::new(0),
             requests: AtomicU64::new(0),
         })
@@ -82,6 +105,12 @@ impl Metrics {
         if ok {
             self.last_ok_unix.store(unix_now(), Ordering::Relaxed);
         }
+    }
+
+    /// Records a successful service rules sync (kube-proxy's metrics).
+    pub fn record_proxy_sync(&self, took: Duration, at_unix: f64) {
+        self.proxy_sync_duration.observe(took.as_secs_f64());
+        self.proxy_last_sync.set(at_unix);
     }
 
     /// Healthy while the last successful sync is recent.

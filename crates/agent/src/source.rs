@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, NodeCondition};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podnet_store::dir::ObjectStore;
 use podnet_store::object::{Kind, Object};
@@ -20,6 +21,10 @@ pub struct SourceError(pub String);
 pub struct Snapshot {
     /// Every Node.
     pub nodes: Vec<Node>,
+    /// Every Service.
+    pub services: Vec<Service>,
+    /// Every EndpointSlice.
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 /// Cluster state as the agent sees it.
@@ -60,6 +65,8 @@ impl ClusterSource for DirSource {
         self.seen = Some(self.store.revision().map_err(err)?);
         Ok(Snapshot {
             nodes: self.store.nodes().map_err(err)?,
+            services: self.store.services().map_err(err)?,
+            endpoint_slices: self.store.endpoint_slices().map_err(err)?,
         })
     }
 

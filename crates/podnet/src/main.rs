@@ -57,6 +57,9 @@ struct AgentArgs {
     /// The cluster's pod CIDR(s); traffic from pods to anything else is masqueraded.
     #[arg(long, value_delimiter = ',', default_value = "10.244.0.0/16")]
     cluster_cidr: Vec<ipnet::IpNet>,
+    /// The Service CIDR(s): traffic to unallocated addresses inside is dropped.
+    #[arg(long, value_delimiter = ',', default_value = "10.96.0.0/16")]
+    service_cidr: Vec<ipnet::IpNet>,
     /// Where to write the CNI config.
     #[arg(long, default_value = "/etc/cni/net.d")]
     cni_conf_dir: PathBuf,
@@ -102,6 +105,7 @@ fn agent(args: AgentArgs) -> anyhow::Result<()> {
         node: args.node,
         backend: args.backend.parse()?,
         cluster_cidrs: args.cluster_cidr,
+        service_cidrs: args.service_cidr,
         cni_conf_dir: args.cni_conf_dir,
         cni_data_dir: args.cni_data_dir,
         serve_addr: args.serve,
