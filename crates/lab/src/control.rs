@@ -1,6 +1,7 @@
 //! The lab's control plane, run by `podnet lab …`: bring the lab up and down, add and remove
-//! nodes, accept manifests (playing scheduler and Deployment controller), and start each node's
-//! daemons (agent and kubelet) inside its namespace.
+//! nodes, accept manifests (playing the API server's Service defaulting and allocation, the
+//! scheduler and the Deployment controller), and start the daemons: each node's agent and kubelet
+//! inside its namespace, and the lab's controller-manager ([`crate::controller`]).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -10,8 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, Pod,
+    Namespace, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, Pod, Service,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use podnet_kernel::netns;
@@ -19,11 +21,17 @@ use podnet_store::dir::ObjectStore;
 use podnet_store::manifest;
 use podnet_store::object::{Kind, Object};
 
+use crate::deployments;
 use crate::paths::LabPaths;
+use crate::services::ServiceAllocator;
 use crate::topology::{self, LabConfig, NodeConfig, Process};
 
 /// How long `up` and `node add` wait for a node's agent and kubelet.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where each node's agent serves `/metrics` (its default `--serve`), on the node's localhost.
+const AGENT_METRICS: ([u8; 4], u16) = ([127, 0, 0, 1], 9765);
+/// The role (in `lab.json`) of the lab's controller-manager process.
+const CONTROLLER_MANAGER: &str = "controller-manager";
 
 /// The lab: its paths and, once up, its plan.
 pub struct Lab {
@@ -51,13 +59,7 @@ impl Lab {
 
     /// The saved plan, if the lab is up.
     pub fn config(&self) -> Result<Option<LabConfig>> {
-        match std::fs::read_to_string(self.paths.config()) {
-            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
-                format!("{} is not a lab config", self.paths.config().display())
-            })?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).context("reading the lab config"),
-        }
+        LabConfig::load(&self.paths)
     }
 
     fn save(&self, config: &LabConfig) -> Result<()> {
@@ -103,13 +105,14 @@ impl Lab {
                     ..Default::default()
                 }))?;
             }
+            self.start_controller_manager()?;
             for node in config.nodes.clone() {
                 self.start_node(&node)?;
             }
             for node in &config.nodes {
                 self.wait_ready(&node.name)?;
             }
-            Ok(())
+            self.wait_routed()
         })();
         if let Err(e) = built {
             let _ = self.down();
@@ -126,6 +129,7 @@ impl Lab {
         if let Err(e) = self
             .start_node(&node)
             .and_then(|()| self.wait_ready(&node.name))
+            .and_then(|()| self.wait_routed())
         {
             let _ = self.remove_node(&node.name);
             return Err(e);
@@ -194,6 +198,21 @@ impl Lab {
         self.save(&config)
     }
 
+    /// Starts the lab's controller-manager (EndpointSlices, load balancers, Deployment status)
+    /// in the outside host's namespace, whose route to the load-balancer pool it keeps, and
+    /// records its process.
+    fn start_controller_manager(&self) -> Result<()> {
+        let log = self.paths.root().join("controller-manager.log");
+        let args = ["lab", "--lab", self.paths.name(), "controller-manager"];
+        let pid = self.spawn_daemon("outside", &log, &args)?;
+        let mut config = self.require()?;
+        config.processes.push(Process {
+            role: CONTROLLER_MANAGER.into(),
+            pid,
+        });
+        self.save(&config)
+    }
+
     /// Kills a node's agent with SIGKILL and starts a new one, as a crash and a DaemonSet
     /// restart would. The new agent adopts what the old one programmed.
     pub fn restart_agent(&self, node: &str) -> Result<()> {
@@ -217,9 +236,10 @@ impl Lab {
         self.start_daemon(node, Daemon::Agent)
     }
 
-    /// Starts `podnet ARGS` inside the node's namespace, detached, logging to `log`.
-    fn spawn_daemon(&self, node: &str, log: &Path, args: &[&str]) -> Result<i32> {
-        let ns = topology::open_netns(&self.paths.netns(node))?;
+    /// Starts `podnet ARGS` inside the namespace of `role` (a node, `outside`), detached,
+    /// logging to `log`.
+    fn spawn_daemon(&self, role: &str, log: &Path, args: &[&str]) -> Result<i32> {
+        let ns = topology::open_netns(&self.paths.netns(role))?;
         let out = std::fs::File::create(log)?;
         let err = out.try_clone()?;
         let podnet = self.podnet.clone();
@@ -259,6 +279,35 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits until every node's agent routes to every other node (its `/metrics` counts them as
+    /// `podnet_agent_peers`): a node is Ready once its own agent has synced, but the agents of
+    /// the nodes before it learn of it a moment later.
+    fn wait_routed(&self) -> Result<()> {
+        let config = self.require()?;
+        let want = config.nodes.len().saturating_sub(1);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for node in &config.nodes {
+            let ns = topology::open_netns(&self.paths.netns(&node.name))?;
+            loop {
+                let peers = netns::run_in(&ns, agent_peers).ok().flatten();
+                if peers == Some(want) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "the agent of {} routes to {} of the {want} other nodes after {}s; agent log:\n{}",
+                        node.name,
+                        peers.map_or_else(|| "an unknown number".to_owned(), |p| p.to_string()),
+                        READY_TIMEOUT.as_secs(),
+                        tail(&self.paths.node_dir(&node.name).join("agent.log"))
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
     }
 
     /// Removes a node: its daemons, its pods, its namespace, its Node object. Other agents see
@@ -341,9 +390,11 @@ impl Lab {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Applies a manifest: validates it against the lab, expands Deployments into pods,
-    /// schedules pods without `spec.nodeName`, and stores everything. Returns what was stored,
-    /// as `kind/name` lines like kubectl prints them.
+    /// Applies a manifest: validates it against the lab, defaults Services and allocates their
+    /// cluster IPs and node ports (all before anything is stored, so a refused manifest changes
+    /// nothing), rolls Deployments out to their pods, schedules pods without `spec.nodeName`,
+    /// and stores everything. Returns what was stored, as `kind/name` lines like kubectl prints
+    /// them.
     pub fn apply(&self, text: &str) -> Result<Vec<String>> {
         let config = self.require()?;
         let store = self.store()?;
@@ -356,14 +407,26 @@ impl Lab {
             .collect();
         manifest::validate_against(&objects, &nodes, &namespaces)?;
 
-        let mut load: BTreeMap<String, usize> = nodes.iter().map(|n| (n.clone(), 0)).collect();
-        for p in store.pods()? {
-            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_ref())
-                && let Some(count) = load.get_mut(n)
-            {
-                *count += 1;
-            }
-        }
+        let mut allocator = ServiceAllocator::new(config.service_cidr, &store.services()?);
+        let objects = objects
+            .into_iter()
+            .map(|object| match object {
+                Object::Service(service) => {
+                    let stored = store.get(
+                        Kind::Service,
+                        service.metadata.namespace.as_deref(),
+                        object_name(&service.metadata),
+                    )?;
+                    let stored = stored.and_then(|o| Service::try_from(o).ok());
+                    Ok(Object::Service(
+                        allocator.allocate(service, stored.as_ref())?,
+                    ))
+                }
+                other => Ok(other),
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let mut scheduler = Scheduler::new(&nodes, &store.pods()?);
         let mut done = Vec::new();
         for object in objects {
             let label = format!(
@@ -371,39 +434,84 @@ impl Lab {
                 object.kind().kind_name().to_lowercase(),
                 object.name()
             );
-            let mut pods = Vec::new();
             match object {
-                Object::Pod(p) => pods.push(p),
-                other => {
+                Object::Pod(mut pod) => {
+                    // A bound pod stays on its node (nodeName is immutable once set).
+                    let stored = store.get(
+                        Kind::Pod,
+                        pod.metadata.namespace.as_deref(),
+                        object_name(&pod.metadata),
+                    )?;
+                    if let Some(Object::Pod(stored)) = stored
+                        && let Some(node) = stored.spec.and_then(|s| s.node_name)
+                    {
+                        pod.spec
+                            .get_or_insert_with(Default::default)
+                            .node_name
+                            .get_or_insert(node);
+                    }
+                    scheduler.place(&mut pod)?;
+                    store.put(&Object::Pod(pod))?;
+                }
+                Object::Deployment(d) => {
                     // Stored first, so the Deployment's pods point at its uid.
-                    if let Object::Deployment(d) = store.put(&other)? {
-                        pods.extend(manifest::expand_deployment(&d));
+                    if let Object::Deployment(d) = store.put(&Object::Deployment(d))? {
+                        self.roll_out(&store, &d, &mut scheduler)?;
                     }
                 }
-            }
-            for mut pod in pods {
-                let spec = pod.spec.get_or_insert_with(Default::default);
-                if spec.node_name.is_none() {
-                    // The lab's scheduler: the node with the fewest pods.
-                    let node = load
-                        .iter()
-                        .min_by_key(|(name, count)| (**count, (*name).clone()))
-                        .map(|(name, _)| name.clone())
-                        .context("the lab has no nodes")?;
-                    spec.node_name = Some(node);
+                other => {
+                    store.put(&other)?;
                 }
-                if let Some(count) = spec.node_name.as_ref().and_then(|n| load.get_mut(n)) {
-                    *count += 1;
-                }
-                let status = pod.status.get_or_insert_with(Default::default);
-                if status.phase.is_none() {
-                    status.phase = Some("Pending".into());
-                }
-                store.put(&Object::Pod(pod))?;
             }
             done.push(format!("{label} configured"));
         }
         Ok(done)
+    }
+
+    /// Brings a stored Deployment's pods in line with it ([`deployments::plan`]): creates the
+    /// missing ones, marks the extra and outdated ones for deletion, and creates the
+    /// replacements of outdated pods once their predecessors are gone.
+    fn roll_out(
+        &self,
+        store: &ObjectStore,
+        d: &Deployment,
+        scheduler: &mut Scheduler,
+    ) -> Result<()> {
+        let plan = deployments::plan(d, &store.pods()?);
+        let namespace = d.metadata.namespace.as_deref().unwrap_or("default");
+        for name in &plan.delete {
+            mark_for_deletion(store, namespace, name)?;
+            scheduler.forget(namespace, name);
+        }
+        for mut pod in plan.create {
+            scheduler.place(&mut pod)?;
+            store.put(&Object::Pod(pod))?;
+        }
+        for mut pod in plan.replace {
+            let name = object_name(&pod.metadata).to_owned();
+            let grace = store
+                .get(Kind::Pod, Some(namespace), &name)?
+                .and_then(|o| match o {
+                    Object::Pod(p) => p.metadata.deletion_grace_period_seconds,
+                    _ => None,
+                })
+                .unwrap_or(30);
+            let timeout = Duration::from_secs(u64::try_from(grace.clamp(0, 300)).unwrap_or(30))
+                + Duration::from_secs(30);
+            let deadline = Instant::now() + timeout;
+            while store.get(Kind::Pod, Some(namespace), &name)?.is_some() {
+                if Instant::now() > deadline {
+                    bail!(
+                        "pod {namespace}/{name} (being replaced) was not stopped within {}s",
+                        timeout.as_secs()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            scheduler.place(&mut pod)?;
+            store.put(&Object::Pod(pod))?;
+        }
+        Ok(())
     }
 
     /// Deletes an object. Pods are marked for deletion and stopped by their kubelet (with their
@@ -442,12 +550,8 @@ impl Lab {
                 store.delete(kind, ns, name)?;
             }
         }
-        let now = Time(podnet_store::now());
         for (pns, pname) in &pods {
-            store.update(Kind::Pod, Some(pns), pname, |obj| {
-                obj.metadata_mut().deletion_timestamp = Some(now.clone());
-                Ok(())
-            })?;
+            mark_for_deletion(&store, pns, pname)?;
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         for (pns, pname) in &pods {
@@ -530,6 +634,116 @@ impl Lab {
         cmd.args(argv);
         cmd
     }
+}
+
+/// Marks a pod for deletion as the API server does on a graceful delete: `deletionTimestamp`
+/// now, `deletionGracePeriodSeconds` from the pod's spec (30 when it names none). Its kubelet
+/// stops it and removes the object. A pod already marked keeps its mark.
+fn mark_for_deletion(store: &ObjectStore, namespace: &str, name: &str) -> Result<()> {
+    let now = Time(podnet_store::now());
+    store.update(Kind::Pod, Some(namespace), name, |obj| {
+        if let Object::Pod(pod) = obj
+            && pod.metadata.deletion_timestamp.is_none()
+        {
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
+            pod.metadata.deletion_timestamp = Some(now.clone());
+            pod.metadata.deletion_grace_period_seconds = Some(grace);
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `metadata.name`, or `""`.
+fn object_name(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+/// The lab's scheduler: a pod without `spec.nodeName` goes to the node running the fewest
+/// pods (pods being deleted do not count), ties broken by name.
+struct Scheduler {
+    /// Pods per node.
+    load: BTreeMap<String, usize>,
+    /// Where each counted pod is, by `namespace/name`.
+    placed: BTreeMap<String, String>,
+}
+
+// === impl Scheduler ===
+
+impl Scheduler {
+    fn new(nodes: &[String], pods: &[Pod]) -> Self {
+        let mut scheduler = Self {
+            load: nodes.iter().map(|n| (n.clone(), 0)).collect(),
+            placed: BTreeMap::new(),
+        };
+        for p in pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                scheduler.count(&pod_ref(p), node);
+            }
+        }
+        scheduler
+    }
+
+    /// Binds `pod` to a node unless it names one, counts it there, and marks it Pending.
+    fn place(&mut self, pod: &mut Pod) -> Result<()> {
+        let key = pod_ref(pod);
+        let spec = pod.spec.get_or_insert_with(Default::default);
+        let node = match spec.node_name.clone() {
+            Some(node) => node,
+            None => {
+                let node = self
+                    .load
+                    .iter()
+                    .min_by_key(|(name, count)| (**count, (*name).clone()))
+                    .map(|(name, _)| name.clone())
+                    .context("the lab has no nodes")?;
+                spec.node_name = Some(node.clone());
+                node
+            }
+        };
+        self.count(&key, node);
+        let status = pod.status.get_or_insert_with(Default::default);
+        if status.phase.is_none() {
+            status.phase = Some("Pending".into());
+        }
+        Ok(())
+    }
+
+    /// Stops counting a pod (it is being deleted).
+    fn forget(&mut self, namespace: &str, name: &str) {
+        if let Some(node) = self.placed.remove(&format!("{namespace}/{name}"))
+            && let Some(count) = self.load.get_mut(&node)
+        {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    fn count(&mut self, key: &str, node: String) {
+        if let Some(old) = self.placed.insert(key.to_owned(), node.clone())
+            && let Some(count) = self.load.get_mut(&old)
+        {
+            *count = count.saturating_sub(1);
+        }
+        if let Some(count) = self.load.get_mut(&node) {
+            *count += 1;
+        }
+    }
+}
+
+/// `namespace/name` of a pod.
+fn pod_ref(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        object_name(&pod.metadata)
+    )
 }
 
 /// A node daemon the lab runs.
@@ -657,6 +871,23 @@ pub fn kill_processes_in(namespaces: &[String]) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `podnet_agent_peers` from the agent's `/metrics` on this namespace's localhost; `None` if it
+/// cannot be read (yet).
+fn agent_peers() -> Option<usize> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(AGENT_METRICS);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("podnet_agent_peers "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The last lines of a log file, for error messages.

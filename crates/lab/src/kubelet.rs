@@ -7,11 +7,19 @@
 //! `ip netns exec <pod netns> podnet lab container-init`, which gives it the pod's `/etc/hosts`
 //! and `/etc/resolv.conf` (from `/etc/netns/<pod netns>/`, in a mount namespace of its own) and
 //! the pod's hostname (in a UTS namespace of its own).
+//!
+//! Readiness follows each container's `readinessProbe` ([`crate::probe`]; without one, a running
+//! container is ready). Deleting a pod is graceful and never blocks the other pods: the kubelet
+//! sends SIGTERM, keeps the pod (marked with its deletionTimestamp, still probed) while it runs
+//! out its grace period, sends SIGKILL to what is left, then runs CNI DEL and only then removes
+//! the object from the store.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -29,6 +37,7 @@ use tracing::{info, warn};
 
 use crate::cni::{Attachment, CniRuntime, result_ips};
 use crate::paths::LabPaths;
+use crate::probe::{self, Prober};
 
 /// How often the store is polled for changes and containers for exits.
 const POLL: Duration = Duration::from_millis(100);
@@ -38,12 +47,19 @@ pub const CLUSTER_DNS: &str = "10.96.0.10";
 /// The cluster domain.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
+/// The grace period of a pod that names none, in seconds.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+
 /// A pod this kubelet runs.
 struct RunningPod {
     uid: String,
     netns: String,
     cni_result: Value,
     containers: Vec<RunningContainer>,
+    /// Its grace period as it was started (for a pod whose object vanished).
+    grace: i64,
+    /// Once it is being stopped: when what still runs gets SIGKILL.
+    kill_at: Option<Instant>,
 }
 
 struct RunningContainer {
@@ -51,6 +67,8 @@ struct RunningContainer {
     child: Option<Child>,
     exit_code: Option<i32>,
     started: Timestamp,
+    /// The readiness prober, while the container runs and has a readinessProbe.
+    readiness: Option<Prober>,
 }
 
 /// The kubelet of one node.
@@ -61,6 +79,8 @@ pub struct Kubelet {
     cni: CniRuntime,
     podnet: PathBuf,
     pods: BTreeMap<(String, String), RunningPod>,
+    /// Bumped by probers whenever a container's readiness flips.
+    probe_changes: Arc<AtomicU64>,
 }
 
 impl Kubelet {
@@ -79,6 +99,7 @@ impl Kubelet {
             cni,
             podnet,
             pods: BTreeMap::new(),
+            probe_changes: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -86,6 +107,7 @@ impl Kubelet {
     pub fn run(mut self) -> Result<()> {
         info!(node = %self.node, "kubelet starting");
         let mut seen = None;
+        let mut probes_seen = 0;
         let mut ready_reported = false;
         loop {
             let network = self.cni.network()?;
@@ -95,12 +117,18 @@ impl Kubelet {
                     ready_reported = true;
                 }
                 let revision = self.store.revision()?;
-                let exited = self.reap_containers();
-                if seen != Some(revision) || exited {
+                let mut changed = self.reap_containers();
+                changed |= self.finish_stopping(list);
+                let probes = self.probe_changes.load(Ordering::Relaxed);
+                changed |= probes != probes_seen;
+                probes_seen = probes;
+                if seen != Some(revision) || changed {
+                    // Recorded before syncing: a change made meanwhile (or by this sync) is seen
+                    // on the next poll, which converges without writing.
+                    seen = Some(revision);
                     if let Err(e) = self.sync(list) {
                         warn!(error = %format!("{e:#}"), "sync failed");
                     }
-                    seen = Some(self.store.revision()?);
                 }
             }
             std::thread::sleep(POLL);
@@ -128,7 +156,8 @@ impl Kubelet {
         Ok(())
     }
 
-    /// Starts pods bound here that are not running, stops pods that are gone or deleted.
+    /// Starts pods bound here that are not running, begins stopping pods that are gone or
+    /// deleted, removes the objects of deleted pods that no longer run, writes statuses.
     fn sync(&mut self, network: &Value) -> Result<()> {
         let pods: Vec<Pod> = self
             .store
@@ -144,19 +173,20 @@ impl Kubelet {
             }
         }
         // Stop what is no longer wanted (deleted, gone, or replaced by a pod of the same name).
-        let stale: Vec<(String, String)> = self
+        let stale: Vec<((String, String), i64)> = self
             .pods
             .iter()
-            .filter(|(k, p)| wanted.get(*k) != Some(&p.uid))
-            .map(|(k, _)| k.clone())
+            .filter(|(k, p)| p.kill_at.is_none() && wanted.get(*k) != Some(&p.uid))
+            .map(|(k, p)| {
+                let grace = pods
+                    .iter()
+                    .find(|q| pod_key(q) == *k && q.metadata.uid.as_ref() == Some(&p.uid))
+                    .map_or(p.grace, grace_period);
+                (k.clone(), grace)
+            })
             .collect();
-        for key in stale {
-            let grace = pods
-                .iter()
-                .find(|p| pod_key(p) == key)
-                .and_then(|p| p.spec.as_ref()?.termination_grace_period_seconds)
-                .unwrap_or(30);
-            self.stop(network, &key, grace)?;
+        for (key, grace) in stale {
+            self.begin_stop(&key, grace);
         }
         // Finalize deletions: the object goes once its pod is stopped.
         for pod in &pods {
@@ -178,8 +208,7 @@ impl Kubelet {
                 self.set_failed(&key, &message)?;
             }
         }
-        self.write_statuses()?;
-        self.update_deployments()
+        self.write_statuses()
     }
 
     fn start(&mut self, network: &Value, pod: &Pod) -> Result<()> {
@@ -233,29 +262,68 @@ impl Kubelet {
         fs::write(pod_dir.join("cni-result.json"), result.to_string())?;
         write_etc_files(&netns_name, pod, &namespace, &ips)?;
 
-        let mut containers = Vec::new();
+        let mut running = RunningPod {
+            uid,
+            netns: netns_name,
+            cni_result: result,
+            containers: Vec::new(),
+            grace: grace_period(pod),
+            kill_at: None,
+        };
         for c in &spec.containers {
-            let child = self
-                .spawn_container(pod, c, &netns_name, &pod_dir, &ips)
-                .with_context(|| format!("starting container {}", c.name))?;
-            containers.push(RunningContainer {
-                name: c.name.clone(),
-                child: Some(child),
-                exit_code: None,
-                started: podnet_store::now(),
-            });
+            match self.start_container(pod, c, &running.netns, &pod_dir, &ips) {
+                Ok(container) => running.containers.push(container),
+                Err(e) => {
+                    // Nothing of the pod may outlive the failure: its other containers, its
+                    // network.
+                    self.teardown(network, &(namespace, name), running);
+                    return Err(e.context(format!("starting container {}", c.name)));
+                }
+            }
         }
         info!(pod = %format!("{namespace}/{name}"), ips = ?ips, "pod running");
-        self.pods.insert(
-            (namespace, name),
-            RunningPod {
-                uid,
-                netns: netns_name,
-                cni_result: result,
-                containers,
-            },
-        );
+        self.pods.insert((namespace, name), running);
         Ok(())
+    }
+
+    /// Starts a container and, if it has a readinessProbe, its prober.
+    fn start_container(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        netns_name: &str,
+        pod_dir: &Path,
+        ips: &[String],
+    ) -> Result<RunningContainer> {
+        let child = self.spawn_container(pod, c, netns_name, pod_dir, ips)?;
+        let mut container = RunningContainer {
+            name: c.name.clone(),
+            child: Some(child),
+            exit_code: None,
+            started: podnet_store::now(),
+            readiness: None,
+        };
+        if let Some(p) = &c.readiness_probe {
+            let (namespace, name) = pod_key(pod);
+            let target = probe::Target {
+                name: format!("{namespace}/{name}/{}", c.name),
+                pod_ip: ips.first().cloned(),
+                netns: netns_name.to_owned(),
+                podnet: self.podnet.clone(),
+                hostname: pod_hostname(pod),
+                env: container_env(pod, c, &self.node, ips),
+            };
+            match Prober::start(p, c, target, Arc::clone(&self.probe_changes)) {
+                Ok(prober) => container.readiness = Some(prober),
+                Err(e) => {
+                    if let Some(child) = &container.child {
+                        signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
+                    }
+                    return Err(e).context("starting its readiness prober");
+                }
+            }
+        }
+        Ok(container)
     }
 
     fn spawn_container(
@@ -293,27 +361,52 @@ impl Kubelet {
         Ok(cmd.spawn()?)
     }
 
-    /// Stops a pod: SIGTERM to its containers, SIGKILL after the grace period, CNI DEL, and
-    /// its namespace and files removed.
-    fn stop(&mut self, network: &Value, key: &(String, String), grace: i64) -> Result<()> {
-        let Some(mut pod) = self.pods.remove(key) else {
-            return Ok(());
+    /// Begins stopping a pod: SIGTERM to its containers now, SIGKILL to what is left after
+    /// `grace` seconds ([`Kubelet::finish_stopping`]). The pod keeps running (and being probed)
+    /// meanwhile; other pods are served as usual.
+    fn begin_stop(&mut self, key: &(String, String), grace: i64) {
+        let Some(pod) = self.pods.get_mut(key) else {
+            return;
         };
-        let deadline = Instant::now() + Duration::from_secs(grace.clamp(0, 300) as u64);
+        let grace = Duration::from_secs(u64::try_from(grace.clamp(0, 300)).unwrap_or(0));
+        pod.kill_at = Some(Instant::now() + grace);
         for c in &pod.containers {
             if let Some(child) = &c.child {
                 signal_group(child.id(), nix::sys::signal::Signal::SIGTERM);
             }
         }
+        info!(pod = %format!("{}/{}", key.0, key.1), grace = ?grace, "pod stopping");
+    }
+
+    /// Tears down the pods being stopped whose containers have all exited or whose grace period
+    /// is over; true if any was.
+    fn finish_stopping(&mut self, network: &Value) -> bool {
+        let now = Instant::now();
+        let done: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| {
+                p.kill_at
+                    .is_some_and(|at| now >= at || p.containers.iter().all(|c| c.child.is_none()))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &done {
+            if let Some(pod) = self.pods.remove(key) {
+                self.teardown(network, key, pod);
+            }
+        }
+        !done.is_empty()
+    }
+
+    /// Ends a pod: SIGKILL to whatever of its containers is left, CNI DEL, its namespace and
+    /// files removed. Problems are logged: teardown goes on regardless.
+    fn teardown(&self, network: &Value, key: &(String, String), mut pod: RunningPod) {
         for c in &mut pod.containers {
-            if let Some(child) = &mut c.child {
-                while child.try_wait()?.is_none() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if child.try_wait()?.is_none() {
-                    signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
-                    let _ = child.wait();
-                }
+            c.readiness = None;
+            if let Some(mut child) = c.child.take() {
+                signal_group(child.id(), nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait();
             }
         }
         let netns_path = Path::new(netns::NETNS_RUN_DIR).join(&pod.netns);
@@ -331,7 +424,6 @@ impl Kubelet {
         let _ = netns::delete_named(&pod.netns);
         let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&pod.netns));
         info!(pod = %format!("{}/{}", key.0, key.1), "pod stopped");
-        Ok(())
     }
 
     /// Collects exited containers; true if any exited since the last call.
@@ -344,6 +436,7 @@ impl Kubelet {
                 {
                     c.exit_code = Some(status.code().unwrap_or(137));
                     c.child = None;
+                    c.readiness = None;
                     any = true;
                 }
             }
@@ -364,58 +457,14 @@ impl Kubelet {
         Ok(())
     }
 
-    /// The lab has no controller-manager: kubelets keep Deployments' replica counts current
-    /// from the pods they own (every kubelet computes the same numbers; unchanged writes are
-    /// skipped by the store).
-    fn update_deployments(&self) -> Result<()> {
-        let pods = self.store.pods()?;
-        for d in self.store.deployments()? {
-            let (Some(ns), Some(name)) = (d.metadata.namespace.clone(), d.metadata.name.clone())
-            else {
-                continue;
-            };
-            let owned: Vec<&Pod> = pods
-                .iter()
-                .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-                .filter(|p| {
-                    p.metadata
-                        .owner_references
-                        .iter()
-                        .flatten()
-                        .any(|o| o.kind == "Deployment" && o.name == name)
-                })
-                .collect();
-            let ready = owned
-                .iter()
-                .filter(|p| {
-                    p.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                })
-                .count() as i32;
-            let total = owned.len() as i32;
-            self.store
-                .update(Kind::Deployment, Some(&ns), &name, |obj| {
-                    if let Object::Deployment(d) = obj {
-                        let status = d.status.get_or_insert_with(Default::default);
-                        status.replicas = Some(total);
-                        status.updated_replicas = Some(total);
-                        status.ready_replicas = Some(ready);
-                        status.available_replicas = Some(ready);
-                    }
-                    Ok(())
-                })?;
-        }
-        Ok(())
-    }
-
     /// Writes each running pod's status where it differs from the stored one.
     fn write_statuses(&self) -> Result<()> {
         for ((namespace, name), pod) in &self.pods {
             let desired = self.status_of(pod);
             self.store.update(Kind::Pod, Some(namespace), name, |obj| {
+                // Only onto the incarnation this is the status of.
                 if let Object::Pod(p) = obj
+                    && p.metadata.uid.as_ref() == Some(&pod.uid)
                     && !same_status(p.status.as_ref(), &desired)
                 {
                     p.status = Some(desired.clone());
@@ -444,11 +493,25 @@ impl Kubelet {
             .map(|c| c.started)
             .min()
             .unwrap_or_else(podnet_store::now);
-        let ready = if running { "True" } else { "False" };
-        let condition = |t: &str, s: &str| PodCondition {
+        let container_ready = |c: &RunningContainer| {
+            c.exit_code.is_none() && c.readiness.as_ref().is_none_or(Prober::ready)
+        };
+        let ready = if pod.containers.iter().all(container_ready) {
+            "True"
+        } else {
+            "False"
+        };
+        let ready_since = pod
+            .containers
+            .iter()
+            .filter_map(|c| c.readiness.as_ref().map(Prober::since))
+            .chain([started])
+            .max()
+            .unwrap_or(started);
+        let condition = |t: &str, s: &str, since: Timestamp| PodCondition {
             type_: t.into(),
             status: s.into(),
-            last_transition_time: Some(Time(started)),
+            last_transition_time: Some(Time(since)),
             ..Default::default()
         };
         let host_ip = self.host_ip();
@@ -460,18 +523,18 @@ impl Kubelet {
             host_ips: host_ip.map(|ip| vec![k8s_openapi::api::core::v1::HostIP { ip }]),
             start_time: Some(Time(started)),
             conditions: Some(vec![
-                condition("PodReadyToStartContainers", "True"),
-                condition("Initialized", "True"),
-                condition("Ready", ready),
-                condition("ContainersReady", ready),
-                condition("PodScheduled", "True"),
+                condition("PodReadyToStartContainers", "True", started),
+                condition("Initialized", "True", started),
+                condition("Ready", ready, ready_since),
+                condition("ContainersReady", ready, ready_since),
+                condition("PodScheduled", "True", started),
             ]),
             container_statuses: Some(
                 pod.containers
                     .iter()
                     .map(|c| ContainerStatus {
                         name: c.name.clone(),
-                        ready: c.exit_code.is_none(),
+                        ready: container_ready(c),
                         started: Some(c.exit_code.is_none()),
                         restart_count: 0,
                         image: String::new(),
@@ -530,6 +593,15 @@ fn same_status(a: Option<&PodStatus>, b: &PodStatus) -> bool {
         })
 }
 
+/// The seconds a pod has to stop: `metadata.deletionGracePeriodSeconds` (set on deletion),
+/// else `spec.terminationGracePeriodSeconds`, else 30.
+fn grace_period(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE_SECONDS)
+}
+
 fn pod_key(pod: &Pod) -> (String, String) {
     (
         pod.metadata
@@ -586,7 +658,12 @@ pub fn container_argv(c: &Container, podnet: &Path) -> Vec<String> {
 
 /// The container's environment: its `env` values, including the downward API fields the e2e
 /// manifests use.
-fn container_env(pod: &Pod, c: &Container, node: &str, ips: &[String]) -> Vec<(String, String)> {
+pub(crate) fn container_env(
+    pod: &Pod,
+    c: &Container,
+    node: &str,
+    ips: &[String],
+) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for e in c.env.iter().flatten() {
         let value = if let Some(v) = &e.value {

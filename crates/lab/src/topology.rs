@@ -48,9 +48,19 @@ pub struct LabConfig {
     pub underlays: Vec<Underlay>,
     /// The outside host's underlay address.
     pub outside_ip: Ipv4Addr,
-    /// Processes the lab started (agents, kubelets), to stop on `down`.
+    /// The cloud's pool of load-balancer addresses: type=LoadBalancer Services get their
+    /// `status.loadBalancer.ingress` IP from it, and the outside host routes it to the nodes.
+    /// (Labs saved before it existed load with the default.)
+    #[serde(default = "default_lb_pool")]
+    pub lb_pool: Ipv4Net,
+    /// Processes the lab started (agents, kubelets, the controller-manager), to stop on `down`.
     #[serde(default)]
     pub processes: Vec<Process>,
+}
+
+/// The load-balancer pool of a lab whose `lab.json` names none.
+fn default_lb_pool() -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::new(192, 168, 200, 0), 24).unwrap_or_default()
 }
 
 /// One underlay subnet: a bridge in the switch namespace.
@@ -129,6 +139,7 @@ impl LabConfig {
             nodes_created: 0,
             underlays,
             outside_ip: Ipv4Addr::new(192, 168, 100, 200),
+            lb_pool: default_lb_pool(),
             processes: Vec::new(),
         };
         for _ in 0..nodes {
@@ -176,6 +187,20 @@ impl LabConfig {
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Option<&NodeConfig> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The saved plan of the lab at `paths`; `None` if the lab is not up.
+    pub fn load(paths: &LabPaths) -> Result<Option<Self>> {
+        let path = paths.config();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                Ok(Some(serde_json::from_str(&text).with_context(|| {
+                    format!("{} is not a lab config", path.display())
+                })?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("reading the lab config"),
+        }
     }
 }
 
@@ -343,15 +368,44 @@ pub fn remove_netns(name: &str) -> Result<()> {
     }
 }
 
-/// Every namespace whose name starts with the lab's prefix.
+/// Every namespace of the lab: those whose name starts with the lab's prefix, except those of
+/// another lab (beside it on disk) whose name extends this one's: lab `t1-svc`'s prefix
+/// `podnet-t1-svc-` also starts every namespace of lab `t1-svc-term`.
 pub fn lab_namespaces(paths: &LabPaths) -> Vec<String> {
-    let prefix = paths.netns_prefix();
-    std::fs::read_dir(netns::NETNS_RUN_DIR)
+    let names = std::fs::read_dir(netns::NETNS_RUN_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok());
+    let labs: Vec<String> = paths
+        .root()
+        .parent()
+        .and_then(|base| std::fs::read_dir(base).ok())
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    own_namespaces(paths, names, &labs)
+}
+
+/// The namespaces among `names` that are the lab's, given the `labs` beside it.
+fn own_namespaces(
+    paths: &LabPaths,
+    names: impl Iterator<Item = String>,
+    labs: &[String],
+) -> Vec<String> {
+    let prefix = paths.netns_prefix();
+    let others: Vec<String> = labs
+        .iter()
+        .filter(|lab| lab.as_str() != paths.name())
+        // Only a lab's name makes its namespaces' names.
+        .filter_map(|lab| LabPaths::with_base(lab, std::path::Path::new("")).ok())
+        .map(|other| other.netns_prefix())
+        .filter(|other| other.starts_with(&prefix))
+        .collect();
+    names
+        .filter(|n| n.starts_with(&prefix) && !others.iter().any(|o| n.starts_with(o)))
         .collect()
 }
 
@@ -386,6 +440,39 @@ mod tests {
         let n = c.add_node().unwrap();
         assert_eq!(n.name, "node-3");
         assert_eq!(n.pod_cidr.to_string(), "10.244.3.0/24");
+    }
+
+    #[test]
+    fn a_lab_json_without_a_load_balancer_pool_loads_with_the_default() {
+        let c = LabConfig::plan(1, "vxlan").unwrap();
+        let mut json = serde_json::to_value(&c).unwrap();
+        json.as_object_mut().unwrap().remove("lbPool");
+        let old: LabConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.lb_pool.to_string(), "192.168.200.0/24");
+        assert_eq!(old, c);
+    }
+
+    #[test]
+    fn a_labs_namespaces_exclude_those_of_a_lab_whose_name_extends_its_own() {
+        let paths = LabPaths::with_base("t1-svc", std::path::Path::new("/x")).unwrap();
+        let names = [
+            "podnet-t1-svc-node-1",
+            "podnet-t1-svc-pod-default-web-0",
+            "podnet-t1-svc-term-node-1",
+            "podnet-t1-svc-term-outside",
+            "podnet-t1-other-node-1",
+        ]
+        .map(String::from);
+        let labs = ["t1-svc", "t1-svc-term", "t1-other"].map(String::from);
+        assert_eq!(
+            own_namespaces(&paths, names.clone().into_iter(), &labs),
+            ["podnet-t1-svc-node-1", "podnet-t1-svc-pod-default-web-0"]
+        );
+        // Once the other lab is gone, whatever it left matches the prefix again.
+        assert_eq!(
+            own_namespaces(&paths, names.into_iter(), &labs[..1]).len(),
+            4
+        );
     }
 
     #[test]

@@ -105,6 +105,10 @@ enum LabCmd {
         #[arg(long)]
         cni_bin_dir: PathBuf,
     },
+    /// (internal) The lab's controller-manager: EndpointSlices, load balancers, Deployment
+    /// status; runs inside the outside host's namespace.
+    #[command(hide = true)]
+    ControllerManager,
     /// (internal) A container's first process: takes the pod's hostname, runs the command.
     #[command(hide = true)]
     ContainerInit {
@@ -209,6 +213,9 @@ pub(crate) fn run(args: LabArgs) -> Result<u8> {
                 lab.podnet,
             )?;
             kubelet.run()?;
+        }
+        LabCmd::ControllerManager => {
+            podnet_lab::controller::ControllerManager::new(lab.paths.clone())?.run()?;
         }
         LabCmd::ContainerInit { hostname, command } => {
             podnet_lab::kubelet::container_init(&hostname, &command)?;

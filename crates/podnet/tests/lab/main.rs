@@ -7,6 +7,8 @@
 mod backends;
 mod bad_input;
 mod lifecycle;
+mod services;
+mod services_control;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
