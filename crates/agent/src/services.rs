@@ -47,9 +47,11 @@ impl ServiceProxy {
         for w in &state.warnings {
             debug!(warning = %w, "service skipped in part");
         }
+        if self.applied.as_ref() == Some(&state) {
+            return Ok(());
+        }
         let script = match &self.applied {
             None => service::render_full(&state),
-            Some(old) if *old == state => String::new(),
             Some(old) => service::render_diff(old, &state),
         };
         if !script.is_empty() {
@@ -58,11 +60,22 @@ impl ServiceProxy {
                 info!(services = state.services.len(), "service rules adopted");
             }
         }
-        clear_stale_udp(&state);
+        // Only UDP Services can leave stale flows; listing conntrack costs a process.
+        if has_udp(&state) {
+            clear_stale_udp(&state);
+        }
         self.applied = Some(state);
         metrics.record_proxy_sync(started.elapsed(), unix_now());
         Ok(())
     }
+}
+
+fn has_udp(state: &ServiceState) -> bool {
+    state
+        .services
+        .iter()
+        .flat_map(|s| &s.ports)
+        .any(|p| p.name.protocol == Protocol::Udp)
 }
 
 /// Deletes UDP flows the new state no longer serves (best effort: a failure leaves them to

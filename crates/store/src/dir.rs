@@ -472,8 +472,11 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
 /// hasher's keys are random per process and thread, and time, pid and a counter are mixed in.
 fn new_uid() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let seed = (
-        crate::now().as_nanosecond(),
+        nanos,
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
     );

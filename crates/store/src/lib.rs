@@ -17,13 +17,16 @@ pub use error::StoreError;
 
 use k8s_openapi::jiff::Timestamp;
 
-/// The current time as the store and the tables use it.
+/// The current time as the store and the tables use it, in whole seconds: what a Kubernetes
+/// `Time` field holds once written (RFC 3339 without fractions). A value with nanoseconds would
+/// differ from its own stored copy, so every unchanged status would look changed and be written
+/// again (and wake every watcher).
 ///
 /// k8s-openapi builds jiff without its `std` feature, so `Timestamp::now()` may not exist; this
 /// reads the system clock directly. A clock before 1970 reads as 1970.
 pub fn now() -> Timestamp {
-    let nanos = std::time::SystemTime::now()
+    let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
-    Timestamp::from_nanosecond(nanos).unwrap_or(Timestamp::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH)
 }
