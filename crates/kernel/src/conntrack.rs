@@ -32,21 +32,6 @@ pub fn delete_udp(dst: Option<IpAddr>, port: u16) -> Result<u64, ConntrackError>
     run(&args)
 }
 
-/// Deletes the UDP entries whose reply comes from `endpoint` (entries DNATed to it); returns how
-/// many were deleted.
-pub fn delete_udp_to_endpoint(endpoint: IpAddr) -> Result<u64, ConntrackError> {
-    let family = if endpoint.is_ipv4() { "ipv4" } else { "ipv6" };
-    run(&[
-        "-D".to_owned(),
-        "-p".to_owned(),
-        "udp".to_owned(),
-        "-f".to_owned(),
-        family.to_owned(),
-        "--reply-src".to_owned(),
-        endpoint.to_string(),
-    ])
-}
-
 fn run(args: &[String]) -> Result<u64, ConntrackError> {
     let fail = |message: String| ConntrackError {
         args: args.join(" "),

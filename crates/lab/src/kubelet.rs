@@ -459,8 +459,10 @@ impl Kubelet {
 
     /// Writes each running pod's status where it differs from the stored one.
     fn write_statuses(&self) -> Result<()> {
+        // The node's address is the same for every pod: read the Node once per pass.
+        let host_ip = self.host_ip();
         for ((namespace, name), pod) in &self.pods {
-            let desired = self.status_of(pod);
+            let desired = self.status_of(pod, host_ip.clone());
             self.store.update(Kind::Pod, Some(namespace), name, |obj| {
                 // Only onto the incarnation this is the status of.
                 if let Object::Pod(p) = obj
@@ -475,7 +477,7 @@ impl Kubelet {
         Ok(())
     }
 
-    fn status_of(&self, pod: &RunningPod) -> PodStatus {
+    fn status_of(&self, pod: &RunningPod, host_ip: Option<String>) -> PodStatus {
         let ips = result_ips(&pod.cni_result);
         let running = pod.containers.iter().all(|c| c.exit_code.is_none());
         let phase = if running {
@@ -514,7 +516,6 @@ impl Kubelet {
             last_transition_time: Some(Time(since)),
             ..Default::default()
         };
-        let host_ip = self.host_ip();
         PodStatus {
             phase: Some(phase.into()),
             pod_ip: ips.first().cloned(),
