@@ -13,6 +13,7 @@ use podnet_kernel::netlink::Netlink;
 use tracing::{info, warn};
 
 use crate::cniconf::{self, CniSettings};
+use crate::healthcheck::HealthCheckServer;
 use crate::masq;
 use crate::routing::{self, Backend, NodeRoute, RoutingApplier, RoutingError};
 use crate::serve::{self, Metrics};
@@ -79,6 +80,7 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
     }
     let mut applier = RoutingApplier::new()?;
     let mut proxy = ServiceProxy::new();
+    let mut health_checks = HealthCheckServer::new(Arc::clone(&metrics));
     let mut last_masq = String::new();
     info!(node = %config.node, backend = ?config.backend, "agent starting");
     loop {
@@ -92,6 +94,7 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
             &metrics,
         );
         metrics.record_sync(outcome.is_ok(), started.elapsed());
+        health_checks.update(proxy.health_checks());
         if let Err(e) = &outcome {
             warn!(error = %format!("{e:#}"), "sync failed; retrying");
         }

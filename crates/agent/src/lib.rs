@@ -5,10 +5,11 @@
 //! makes its node match: routes to other nodes' pod CIDRs ([`routing`]), the CNI config the
 //! runtime uses ([`cniconf`]), masquerade for traffic leaving the cluster ([`masq`]); it publishes
 //! its VTEP MAC and network readiness on its Node, and serves `/healthz` and `/metrics`
-//! ([`serve`]).
+//! ([`serve`]) and the Services' health check node ports ([`healthcheck`]).
 
 pub mod agent;
 pub mod cniconf;
+pub mod healthcheck;
 pub mod masq;
 pub mod routing;
 pub mod serve;

@@ -39,6 +39,9 @@ pub struct Metrics {
     proxy_sync_duration: Histogram,
     /// kube-proxy's `sync_proxy_rules_last_timestamp_seconds`: when rules were last synced.
     proxy_last_sync: Gauge<f64, AtomicU64>,
+    /// kube-proxy's `network_programming_duration_seconds`: from an endpoint change to its
+    /// rules being in the kernel.
+    network_programming: Histogram,
     last_ok_unix: AtomicI64,
     requests: AtomicU64,
 }
@@ -84,6 +87,12 @@ impl Metrics {
             "The last time proxy rules were successfully synced",
             proxy_last_sync.clone(),
         );
+        let network_programming = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register(
+            "kubeproxy_network_programming_duration_seconds",
+            "In Cluster Network Programming Latency in seconds",
+            network_programming.clone(),
+        );
         Arc::new(Self {
             registry: Mutex::new(registry),
             syncs,
@@ -92,6 +101,7 @@ impl Metrics {
             peers,
             proxy_sync_duration,
             proxy_last_sync,
+            network_programming,
             last_ok_unix: AtomicI64::new(0),
             requests: AtomicU64::new(0),
         })
@@ -111,6 +121,11 @@ impl Metrics {
     pub fn record_proxy_sync(&self, took: Duration, at_unix: f64) {
         self.proxy_sync_duration.observe(took.as_secs_f64());
         self.proxy_last_sync.set(at_unix);
+    }
+
+    /// Records how long an endpoint change took to reach the kernel.
+    pub fn record_network_programming(&self, seconds: f64) {
+        self.network_programming.observe(seconds);
     }
 
     /// Healthy while the last successful sync is recent.

@@ -7,12 +7,16 @@
 //! last state applied. After each sync, UDP conntrack entries that still lead to endpoints that
 //! no longer serve are deleted, so a DNS-like client does not keep sending into the void.
 
+use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
 use podnet_kernel::conntrack;
-use podnet_model::service::{self, ConntrackEntry, NodeFacts, Protocol, ServiceState, StaleFlow};
+use podnet_model::service::{
+    self, ConntrackEntry, HealthCheck, NodeFacts, Protocol, ServiceName, ServiceState, StaleFlow,
+};
 use tracing::{debug, info, warn};
 
 use crate::serve::Metrics;
@@ -21,7 +25,12 @@ use crate::serve::Metrics;
 #[derive(Default)]
 pub struct ServiceProxy {
     applied: Option<ServiceState>,
+    /// Each slice's last `endpoints.kubernetes.io/last-change-trigger-time` seen.
+    triggers: HashMap<(String, String), String>,
 }
+
+/// The annotation endpoint controllers put on a slice: when the change it reflects happened.
+const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 /// What went wrong programming Services.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +57,7 @@ impl ServiceProxy {
             debug!(warning = %w, "service skipped in part");
         }
         if self.applied.as_ref() == Some(&state) {
+            self.observe_triggers(slices, metrics);
             return Ok(());
         }
         let script = match &self.applied {
@@ -64,9 +74,52 @@ impl ServiceProxy {
         if has_udp(&state) {
             clear_stale_udp(&state);
         }
+        self.observe_triggers(slices, metrics);
         self.applied = Some(state);
         metrics.record_proxy_sync(started.elapsed(), unix_now());
         Ok(())
+    }
+
+    /// kube-proxy's network programming latency: from each endpoint change (the trigger time
+    /// its controller wrote on the slice) to now, when the change is in the kernel. Changes
+    /// older than this process's first sync are not its latency and are only remembered.
+    fn observe_triggers(&mut self, slices: &[EndpointSlice], metrics: &Metrics) {
+        let first_sync = self.applied.is_none();
+        let now = unix_now();
+        let mut seen = HashMap::with_capacity(slices.len());
+        for slice in slices {
+            let Some(trigger) = slice
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LAST_CHANGE_TRIGGER_TIME))
+            else {
+                continue;
+            };
+            let key = (
+                slice.metadata.namespace.clone().unwrap_or_default(),
+                slice.metadata.name.clone().unwrap_or_default(),
+            );
+            let new = self.triggers.get(&key) != Some(trigger);
+            if new
+                && !first_sync
+                && let Ok(at) = trigger.parse::<Timestamp>()
+            {
+                let at = at.as_second() as f64 + f64::from(at.subsec_nanosecond()) / 1e9;
+                metrics.record_network_programming((now - at).max(0.0));
+            }
+            seen.insert(key, trigger.clone());
+        }
+        self.triggers = seen;
+    }
+
+    /// The health checks of the state last applied: `healthCheckNodePort` and local endpoint
+    /// count of every Local LoadBalancer Service.
+    pub fn health_checks(&self) -> impl Iterator<Item = (&ServiceName, HealthCheck)> {
+        self.applied
+            .iter()
+            .flat_map(|state| &state.services)
+            .filter_map(|s| Some((&s.name, s.health_check?)))
     }
 }
 

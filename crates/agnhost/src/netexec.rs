@@ -12,8 +12,9 @@
 //! - `--tls-cert-file` is refused: there is no TLS library, and serving plain HTTP where HTTPS was
 //!   asked for would mislead.
 //! - `/upload` answers 501: no multipart parser.
-//! - SIGTERM is not caught (no signal handlers in std): its default action ends the process, so
-//!   `--delay-shutdown` has no effect and `/readyz` never reports "shutting down".
+//! - `--delay-shutdown=N` (N > 0): SIGTERM makes `/readyz` answer 503 "shutting down" and the
+//!   process exit N seconds later, serving meanwhile, as upstream; without it SIGTERM's default
+//!   action ends the process at once, also as upstream.
 //! - `/exit` with a timeout answers, then exits without waiting for other open connections.
 //! - A failed UDP reply is logged and the server goes on; upstream exits.
 
@@ -25,9 +26,10 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
@@ -38,6 +40,9 @@ use crate::sock::{self, RETRY_PAUSE, StartError};
 
 /// The shell `/shell` runs commands with, as upstream.
 const SHELL: &str = "/bin/sh";
+
+/// Set once SIGTERM arrived under `--delay-shutdown`: the process is draining.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 #[derive(Parser, Debug)]
 #[command(name = "netexec", args_override_self = true)]
@@ -63,7 +68,7 @@ struct Flags {
     /// A comma separated list of ip addresses the udp servers listen from.
     #[arg(long, default_value = "")]
     udp_listen_addresses: String,
-    /// Number of seconds to delay shutdown when receiving SIGTERM (no effect: see module docs).
+    /// Number of seconds to delay shutdown when receiving SIGTERM.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     delay_shutdown: i64,
 }
@@ -129,6 +134,14 @@ pub(crate) fn run(args: &[String]) -> i32 {
             "Not starting an SCTP server on port {port}: SCTP is not available on podnet's kernels"
         );
     }
+    if flags.delay_shutdown > 0 {
+        // Before any server thread starts: threads inherit the blocked mask, so only the
+        // waiting thread ever sees SIGTERM.
+        if let Err(err) = delay_shutdown_on_sigterm(flags.delay_shutdown.unsigned_abs()) {
+            log!("--delay-shutdown: cannot catch SIGTERM: {err}");
+            return 1;
+        }
+    }
     let options = Options {
         http_port: flags.http_port,
         udp_port: flags.udp_port.0,
@@ -148,6 +161,26 @@ pub(crate) fn run(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Blocks SIGTERM in this thread (and so in every thread started after) and waits for it in
+/// one thread, which marks the server as shutting down and exits `seconds` later.
+fn delay_shutdown_on_sigterm(seconds: u64) -> std::io::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.thread_block().map_err(std::io::Error::from)?;
+    thread::Builder::new()
+        .name("sigterm".into())
+        .spawn(move || {
+            if set.wait().is_ok() {
+                SHUTTING_DOWN.store(true, Ordering::Relaxed);
+                log!("Sleeping {seconds} seconds before terminating...");
+                thread::sleep(Duration::from_secs(seconds));
+                std::process::exit(0);
+            }
+        })?;
+    Ok(())
 }
 
 /// Parses `--udp-listen-addresses`: comma-separated IPs, deduplicated.
@@ -237,6 +270,9 @@ impl Endpoints {
             "/exit" => return exit(request),
             "/header" => header(request),
             "/healthz" => Response::empty(if self.ready { 200 } else { 412 }),
+            "/readyz" if SHUTTING_DOWN.load(Ordering::Relaxed) => {
+                Response::error(503, "shutting down")
+            }
             "/readyz" if self.ready => Response::text("ok"),
             "/readyz" => Response::empty(412),
             "/hostname" | "/hostName" => hostname(),
@@ -297,7 +333,7 @@ fn exit(request: &Request) -> Reply {
     let duration = |name: &str| {
         let text = request.form_value(name);
         if text.is_empty() {
-            return Ok(std::time::Duration::ZERO);
+            return Ok(Duration::ZERO);
         }
         flags::go_duration(&text).map_err(|_| {
             Reply::Respond(Response::text(format!(

@@ -7,6 +7,12 @@
 //!
 //! Services naming a `spec.loadBalancerClass` are another implementation's, as in Kubernetes:
 //! the lab leaves them pending.
+//!
+//! For `externalTrafficPolicy: Local` Services the cloud does what cloud load balancers do
+//! with `spec.healthCheckNodePort`: it probes that port on every node and sends the
+//! Service's traffic only to the nodes that answer 200 (a host route for the ingress address,
+//! more specific than the pool's). When no node passes, it falls back to all of them, as
+//! cloud load balancers fail open.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -70,6 +76,36 @@ pub fn ingress_ips(services: &[Service], pool: Ipv4Net) -> BTreeMap<String, Opti
         wanted.insert(key, ip);
     }
     wanted
+}
+
+/// The health-checked load balancers: the ingress address and `healthCheckNodePort` of
+/// every `externalTrafficPolicy: Local` LoadBalancer Service that has both.
+pub fn health_checked(services: &[Service]) -> BTreeMap<Ipv4Addr, u16> {
+    services
+        .iter()
+        .filter_map(|service| {
+            let spec = service.spec.as_ref()?;
+            if spec.type_.as_deref() != Some("LoadBalancer")
+                || spec.external_traffic_policy.as_deref() != Some("Local")
+            {
+                return None;
+            }
+            let port = u16::try_from(spec.health_check_node_port?).ok()?;
+            let ip = service
+                .status
+                .as_ref()?
+                .load_balancer
+                .as_ref()?
+                .ingress
+                .as_ref()?
+                .first()?
+                .ip
+                .as_deref()?
+                .parse()
+                .ok()?;
+            Some((ip, port))
+        })
+        .collect()
 }
 
 /// The `ip` arguments that make the outside host (namespace `netns`) route `pool` to

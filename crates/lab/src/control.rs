@@ -23,6 +23,7 @@ use podnet_store::object::{Kind, Object};
 
 use crate::deployments;
 use crate::paths::LabPaths;
+use crate::scheduler::Scheduler;
 use crate::services::ServiceAllocator;
 use crate::topology::{self, LabConfig, NodeConfig, Process};
 
@@ -468,9 +469,10 @@ impl Lab {
         Ok(done)
     }
 
-    /// Brings a stored Deployment's pods in line with it ([`deployments::plan`]): creates the
-    /// missing ones, marks the extra and outdated ones for deletion, and creates the
-    /// replacements of outdated pods once their predecessors are gone.
+    /// Marks a stored Deployment's extra and outdated pods for deletion
+    /// ([`deployments::plan`]); the controller-manager creates the pods it is missing (the
+    /// replacement of an outdated pod once its predecessor is gone), as the ReplicaSet
+    /// controller would. So `apply` returns at once.
     fn roll_out(
         &self,
         store: &ObjectStore,
@@ -482,34 +484,6 @@ impl Lab {
         for name in &plan.delete {
             mark_for_deletion(store, namespace, name)?;
             scheduler.forget(namespace, name);
-        }
-        for mut pod in plan.create {
-            scheduler.place(&mut pod)?;
-            store.put(&Object::Pod(pod))?;
-        }
-        for mut pod in plan.replace {
-            let name = object_name(&pod.metadata).to_owned();
-            let grace = store
-                .get(Kind::Pod, Some(namespace), &name)?
-                .and_then(|o| match o {
-                    Object::Pod(p) => p.metadata.deletion_grace_period_seconds,
-                    _ => None,
-                })
-                .unwrap_or(30);
-            let timeout = Duration::from_secs(u64::try_from(grace.clamp(0, 300)).unwrap_or(30))
-                + Duration::from_secs(30);
-            let deadline = Instant::now() + timeout;
-            while store.get(Kind::Pod, Some(namespace), &name)?.is_some() {
-                if Instant::now() > deadline {
-                    bail!(
-                        "pod {namespace}/{name} (being replaced) was not stopped within {}s",
-                        timeout.as_secs()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            scheduler.place(&mut pod)?;
-            store.put(&Object::Pod(pod))?;
         }
         Ok(())
     }
@@ -550,12 +524,25 @@ impl Lab {
                 store.delete(kind, ns, name)?;
             }
         }
+        // Gone means this pod, by uid: a Deployment's replacement takes the same name.
+        let uid_of = |pns: &str, pname: &str| -> Result<Option<String>> {
+            Ok(match store.get(Kind::Pod, Some(pns), pname)? {
+                Some(Object::Pod(p)) => p.metadata.uid.or(Some(String::new())),
+                _ => None,
+            })
+        };
+        let mut doomed = Vec::new();
+        for (pns, pname) in &pods {
+            if let Some(uid) = uid_of(pns, pname)? {
+                doomed.push((pns, pname, uid));
+            }
+        }
         for (pns, pname) in &pods {
             mark_for_deletion(&store, pns, pname)?;
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        for (pns, pname) in &pods {
-            while store.get(Kind::Pod, Some(pns), pname)?.is_some() {
+        for (pns, pname, uid) in doomed {
+            while uid_of(pns, pname)?.as_ref() == Some(&uid) {
                 if Instant::now() > deadline {
                     bail!("pod {pns}/{pname} was not stopped within 60s");
                 }
@@ -661,89 +648,6 @@ fn mark_for_deletion(store: &ObjectStore, namespace: &str, name: &str) -> Result
 /// `metadata.name`, or `""`.
 fn object_name(meta: &ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or_default()
-}
-
-/// The lab's scheduler: a pod without `spec.nodeName` goes to the node running the fewest
-/// pods (pods being deleted do not count), ties broken by name.
-struct Scheduler {
-    /// Pods per node.
-    load: BTreeMap<String, usize>,
-    /// Where each counted pod is, by `namespace/name`.
-    placed: BTreeMap<String, String>,
-}
-
-// === impl Scheduler ===
-
-impl Scheduler {
-    fn new(nodes: &[String], pods: &[Pod]) -> Self {
-        let mut scheduler = Self {
-            load: nodes.iter().map(|n| (n.clone(), 0)).collect(),
-            placed: BTreeMap::new(),
-        };
-        for p in pods
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-        {
-            if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                scheduler.count(&pod_ref(p), node);
-            }
-        }
-        scheduler
-    }
-
-    /// Binds `pod` to a node unless it names one, counts it there, and marks it Pending.
-    fn place(&mut self, pod: &mut Pod) -> Result<()> {
-        let key = pod_ref(pod);
-        let spec = pod.spec.get_or_insert_with(Default::default);
-        let node = match spec.node_name.clone() {
-            Some(node) => node,
-            None => {
-                let node = self
-                    .load
-                    .iter()
-                    .min_by_key(|(name, count)| (**count, (*name).clone()))
-                    .map(|(name, _)| name.clone())
-                    .context("the lab has no nodes")?;
-                spec.node_name = Some(node.clone());
-                node
-            }
-        };
-        self.count(&key, node);
-        let status = pod.status.get_or_insert_with(Default::default);
-        if status.phase.is_none() {
-            status.phase = Some("Pending".into());
-        }
-        Ok(())
-    }
-
-    /// Stops counting a pod (it is being deleted).
-    fn forget(&mut self, namespace: &str, name: &str) {
-        if let Some(node) = self.placed.remove(&format!("{namespace}/{name}"))
-            && let Some(count) = self.load.get_mut(&node)
-        {
-            *count = count.saturating_sub(1);
-        }
-    }
-
-    fn count(&mut self, key: &str, node: String) {
-        if let Some(old) = self.placed.insert(key.to_owned(), node.clone())
-            && let Some(count) = self.load.get_mut(&old)
-        {
-            *count = count.saturating_sub(1);
-        }
-        if let Some(count) = self.load.get_mut(&node) {
-            *count += 1;
-        }
-    }
-}
-
-/// `namespace/name` of a pod.
-fn pod_ref(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-        object_name(&pod.metadata)
-    )
 }
 
 /// A node daemon the lab runs.

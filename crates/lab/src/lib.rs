@@ -17,5 +17,6 @@ pub mod endpointslices;
 pub mod kubelet;
 pub mod paths;
 pub mod probe;
+mod scheduler;
 pub mod services;
 pub mod topology;

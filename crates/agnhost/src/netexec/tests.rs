@@ -346,7 +346,7 @@ fn run_returns_the_exit_code_an_endpoint_asks_for() {
     // Bounded wait for `run` to bind.
     while std::net::TcpStream::connect_timeout(&http, TIMEOUT).is_err() {
         assert!(Instant::now() < deadline, "netexec never listened");
-        thread::sleep(std::time::Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(testutil::get(http, "/healthz").status, 412);
     let _ = testutil::exchange(http, "GET /exit?code=4 HTTP/1.1\r\nHost: t\r\n\r\n");

@@ -8,7 +8,9 @@ mod backends;
 mod bad_input;
 mod lifecycle;
 mod services;
+mod services_churn;
 mod services_control;
+mod services_external;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -117,6 +119,62 @@ impl TestLab {
             .args(args)
             .output()
             .unwrap()
+    }
+}
+
+impl TestLab {
+    /// Polls `f` until it returns `Ok`, for up to `secs` seconds; panics with its last error
+    /// and the lab's daemon logs.
+    pub fn eventually<T>(
+        &self,
+        what: &str,
+        secs: u64,
+        mut f: impl FnMut() -> Result<T, String>,
+    ) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match f() {
+                Ok(v) => return v,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("{what}: {e}\n{}", self.daemon_logs())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// The last lines of the lab's controller-manager, kubelet and agent logs, for failure
+    /// messages.
+    pub fn daemon_logs(&self) -> String {
+        let root = PathBuf::from(format!("/run/podnet/labs/{}", self.name));
+        let mut files = vec![root.join("controller-manager.log")];
+        for node in std::fs::read_dir(root.join("nodes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            files.push(node.path().join("kubelet.log"));
+            files.push(node.path().join("agent.log"));
+        }
+        let mut out = String::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {}\n", file.display()));
+            out.push_str(&lines[lines.len().saturating_sub(40)..].join("\n"));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// `lab get ARGS -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let out = self.podnet(&all);
+        assert!(out.status.success(), "get {args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 }
 

@@ -10,54 +10,9 @@ use serde_json::Value;
 
 use crate::{TestLab, text};
 
-/// Polls `f` until it returns `Ok`, for up to `secs` seconds; panics with its last error and
-/// the lab's daemon logs.
-fn eventually<T>(
-    lab: &TestLab,
-    what: &str,
-    secs: u64,
-    mut f: impl FnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > deadline => panic!("{what}: {e}\n{}", logs(lab)),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
-/// The last lines of the lab's kubelet and controller-manager logs, for failure messages.
-fn logs(lab: &TestLab) -> String {
-    let root = std::path::PathBuf::from(format!("/run/podnet/labs/{}", lab.name));
-    let mut files = vec![root.join("controller-manager.log")];
-    for node in std::fs::read_dir(root.join("nodes"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        files.push(node.path().join("kubelet.log"));
-    }
-    let mut out = String::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        out.push_str(&format!("--- {}\n", file.display()));
-        out.push_str(&lines[lines.len().saturating_sub(40)..].join("\n"));
-        out.push('\n');
-    }
-    out
-}
-
 /// `lab get ARGS -o json`.
 fn get(lab: &TestLab, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    let out = lab.podnet(&all);
-    assert!(out.status.success(), "get {args:?}: {}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    lab.get_json(args)
 }
 
 fn apply(lab: &TestLab, manifest: &str) {
@@ -200,7 +155,7 @@ fn services_get_cluster_ips_and_endpointslices_that_follow_their_deployment() {
         ips.sort();
         ips
     };
-    eventually(&lab, "web's slice lists both pods ready", 20, || {
+    lab.eventually("web's slice lists both pods ready", 20, || {
         let eps = endpoints(&lab, "web");
         let mut ips: Vec<String> = eps
             .iter()
@@ -292,7 +247,7 @@ spec:
     let again = get(&lab, &["pods", "alt"]);
     assert_eq!(again["spec"]["nodeName"], bound["spec"]["nodeName"]);
     assert_eq!(again["metadata"]["uid"], bound["metadata"]["uid"]);
-    eventually(&lab, "alt is in web's slice for port 9090", 20, || {
+    lab.eventually("alt is in web's slice for port 9090", 20, || {
         let eps = endpoints(&lab, "web");
         let alt = eps.iter().find(|(p, _, _)| p == "alt");
         let others_on_8080 = eps
@@ -310,7 +265,7 @@ spec:
 
     // Scaling up adds pods and endpoints; scaling down marks the highest first, then they go.
     apply(&lab, &web(3));
-    eventually(&lab, "three ready endpoints", 30, || {
+    lab.eventually("three ready endpoints", 30, || {
         let eps = endpoints(&lab, "web");
         let ready: Vec<&str> = eps
             .iter()
@@ -330,7 +285,7 @@ spec:
         .collect();
     // netexec exits on SIGTERM, so they may already be gone; never is web-0 marked.
     assert!(!marked.contains(&"web-0".to_owned()), "{marked:?}");
-    eventually(&lab, "only web-0 is left, in the slice too", 30, || {
+    lab.eventually("only web-0 is left, in the slice too", 30, || {
         let names: Vec<String> = pods(&lab).into_iter().map(|(n, _)| n).collect();
         let eps: Vec<String> = endpoints(&lab, "web")
             .into_iter()
@@ -340,7 +295,7 @@ spec:
             .then_some(())
             .ok_or(format!("pods {names:?}, endpoints {eps:?}"))
     });
-    eventually(&lab, "the Deployment counts one replica", 10, || {
+    lab.eventually("the Deployment counts one replica", 10, || {
         let d = get(&lab, &["deploy", "web"]);
         (d["status"]["replicas"] == 1 && d["status"]["readyReplicas"] == 1)
             .then_some(())
@@ -350,7 +305,7 @@ spec:
     // Deleting the Service removes its slices.
     let out = lab.podnet(&["delete", "svc", "web"]);
     assert!(out.status.success(), "{}", text(&out));
-    eventually(&lab, "web's slices are gone", 10, || {
+    lab.eventually("web's slices are gone", 10, || {
         let s = slices(&lab, "web");
         s.is_empty().then_some(()).ok_or(format!("{s:#?}"))
     });
@@ -450,7 +405,7 @@ spec:
             .unwrap();
         (ready, p["status"]["containerStatuses"][0]["ready"] == true)
     };
-    eventually(&lab, "http-ok is ready", 20, || {
+    lab.eventually("http-ok is ready", 20, || {
         match conditions(&lab, "probed", "http-ok") {
             Some((true, true, false)) => Ok(()),
             other => Err(format!("{other:?}")),
@@ -469,8 +424,7 @@ spec:
     assert_eq!(pod_ready("exec"), (false, false));
 
     // A port that opens later.
-    eventually(
-        &lab,
+    lab.eventually(
         "tcp-late becomes ready once it listens",
         20,
         || match conditions(&lab, "probed", "tcp-late") {
@@ -480,7 +434,7 @@ spec:
     );
     // An exec probe follows the command's exit status, both ways.
     std::fs::write(&flag, "yes").unwrap();
-    eventually(&lab, "exec becomes ready", 20, || {
+    lab.eventually("exec becomes ready", 20, || {
         match conditions(&lab, "probed", "exec") {
             Some((true, true, false)) => Ok(()),
             other => Err(format!("{other:?}")),
@@ -488,15 +442,12 @@ spec:
     });
     assert_eq!(pod_ready("exec"), (true, true));
     std::fs::remove_file(&flag).unwrap();
-    eventually(
-        &lab,
-        "exec becomes unready again",
-        20,
-        || match conditions(&lab, "probed", "exec") {
+    lab.eventually("exec becomes unready again", 20, || {
+        match conditions(&lab, "probed", "exec") {
             Some((false, false, false)) => Ok(()),
             other => Err(format!("{other:?}")),
-        },
-    );
+        }
+    });
     // The 412 never turned ready.
     assert_eq!(
         conditions(&lab, "probed", "http-412"),
@@ -534,15 +485,12 @@ spec:
 "#,
     );
     lab.running_pods(1);
-    eventually(
-        &lab,
-        "slow is ready in its slice",
-        20,
-        || match conditions(&lab, "slow", "slow") {
+    lab.eventually("slow is ready in its slice", 20, || {
+        match conditions(&lab, "slow", "slow") {
             Some((true, true, false)) => Ok(()),
             other => Err(format!("{other:?}")),
-        },
-    );
+        }
+    });
 
     // `lab delete` waits for the pod to go: run it beside the test.
     let started = Instant::now();
@@ -552,8 +500,7 @@ spec:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    eventually(
-        &lab,
+    lab.eventually(
         "slow is terminating, still serving",
         10,
         || match conditions(&lab, "slow", "slow") {
@@ -568,7 +515,7 @@ spec:
         &lab,
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: meanwhile\nspec:\n  containers:\n  - name: c\n    image: agnhost\n    args: [pause]\n",
     );
-    eventually(&lab, "meanwhile runs while slow terminates", 10, || {
+    lab.eventually("meanwhile runs while slow terminates", 10, || {
         let p = get(&lab, &["pods", "meanwhile"]);
         (p["status"]["phase"] == "Running")
             .then_some(())
@@ -580,14 +527,19 @@ spec:
     );
 
     let out = delete.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}\n{}", text(&out), logs(&lab));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        lab.daemon_logs()
+    );
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(3),
         "slow ignored SIGTERM, yet was gone after {took:?}"
     );
     assert!(!pods(&lab).iter().any(|(p, _)| p == "slow"));
-    eventually(&lab, "slow's endpoint is gone", 10, || {
+    lab.eventually("slow's endpoint is gone", 10, || {
         let eps = endpoints(&lab, "slow");
         eps.is_empty().then_some(()).ok_or(format!("{eps:#?}"))
     });
@@ -613,8 +565,8 @@ fn ingress_ip(lab: &TestLab, name: &str) -> Result<String, String> {
 fn load_balancers_get_pool_addresses_the_outside_host_routes_to_the_nodes() {
     let lab = TestLab::up("lb", 2, "host-gw");
     apply(&lab, &(lb("a") + &lb("b")));
-    let a = eventually(&lab, "a gets an address", 10, || ingress_ip(&lab, "a"));
-    let b = eventually(&lab, "b gets an address", 10, || ingress_ip(&lab, "b"));
+    let a = lab.eventually("a gets an address", 10, || ingress_ip(&lab, "a"));
+    let b = lab.eventually("b gets an address", 10, || ingress_ip(&lab, "b"));
     assert!(
         a.starts_with("192.168.200.") && b.starts_with("192.168.200."),
         "{a} {b}"
@@ -627,20 +579,15 @@ fn load_balancers_get_pool_addresses_the_outside_host_routes_to_the_nodes() {
 
     let route =
         |lab: &TestLab| text(&lab.exec_in("outside", &["ip", "route", "show", "192.168.200.0/24"]));
-    eventually(
-        &lab,
-        "the outside host routes the pool to both nodes",
-        10,
-        || {
-            let r = route(&lab);
-            (r.contains("nexthop via 192.168.100.11") && r.contains("nexthop via 192.168.100.12"))
-                .then_some(())
-                .ok_or(r)
-        },
-    );
+    lab.eventually("the outside host routes the pool to both nodes", 10, || {
+        let r = route(&lab);
+        (r.contains("nexthop via 192.168.100.11") && r.contains("nexthop via 192.168.100.12"))
+            .then_some(())
+            .ok_or(r)
+    });
     let out = lab.podnet(&["node", "add"]);
     assert!(out.status.success(), "{}", text(&out));
-    eventually(&lab, "the new node joins the route", 10, || {
+    lab.eventually("the new node joins the route", 10, || {
         let r = route(&lab);
         r.contains("nexthop via 192.168.100.13")
             .then_some(())
@@ -648,7 +595,7 @@ fn load_balancers_get_pool_addresses_the_outside_host_routes_to_the_nodes() {
     });
     let out = lab.podnet(&["node", "remove", "node-1"]);
     assert!(out.status.success(), "{}", text(&out));
-    eventually(&lab, "the removed node leaves the route", 10, || {
+    lab.eventually("the removed node leaves the route", 10, || {
         let r = route(&lab);
         (!r.contains("192.168.100.11") && r.contains("192.168.100.12"))
             .then_some(())
@@ -659,14 +606,13 @@ fn load_balancers_get_pool_addresses_the_outside_host_routes_to_the_nodes() {
     let out = lab.podnet(&["delete", "svc", "a"]);
     assert!(out.status.success(), "{}", text(&out));
     apply(&lab, &lb("c"));
-    let c = eventually(&lab, "c gets an address", 10, || ingress_ip(&lab, "c"));
+    let c = lab.eventually("c gets an address", 10, || ingress_ip(&lab, "c"));
     assert_eq!(c, a, "the lowest free address is a's, released");
     apply(
         &lab,
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: b\nspec:\n  selector:\n    app: b\n  ports:\n  - port: 80\n    targetPort: 8080\n",
     );
-    eventually(
-        &lab,
+    lab.eventually(
         "b, now a ClusterIP Service, has no address",
         10,
         || match ingress_ip(&lab, "b") {
