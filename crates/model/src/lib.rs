@@ -1,4 +1,5 @@
 //! Pure logic: Kubernetes objects in, a node's desired network state out. No I/O, no clocks, no
 //! randomness, so everything here is tested exhaustively without root.
 
+pub mod policy;
 pub mod service;
