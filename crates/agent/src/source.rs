@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podnet_store::dir::ObjectStore;
 use podnet_store::object::{Kind, Object};
@@ -25,6 +26,12 @@ pub struct Snapshot {
     pub services: Vec<Service>,
     /// Every EndpointSlice.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Every Pod (policy subjects and peers, DNS pod records).
+    pub pods: Vec<Pod>,
+    /// Every Namespace (policy namespace selectors).
+    pub namespaces: Vec<Namespace>,
+    /// Every NetworkPolicy.
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 /// Cluster state as the agent sees it.
@@ -67,6 +74,9 @@ impl ClusterSource for DirSource {
             nodes: self.store.nodes().map_err(err)?,
             services: self.store.services().map_err(err)?,
             endpoint_slices: self.store.endpoint_slices().map_err(err)?,
+            pods: self.store.pods().map_err(err)?,
+            namespaces: self.store.namespaces().map_err(err)?,
+            network_policies: self.store.network_policies().map_err(err)?,
         })
     }
 
