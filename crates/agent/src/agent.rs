@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::cniconf::{self, CniSettings};
 use crate::healthcheck::HealthCheckServer;
 use crate::masq;
+use crate::policy::{PolicyEnforcer, PolicyError};
 use crate::routing::{self, Backend, NodeRoute, RoutingApplier, RoutingError};
 use crate::serve::{self, Metrics};
 use crate::services::{ProxyError, ServiceProxy};
@@ -63,6 +64,9 @@ pub enum AgentError {
     /// Programming Services.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    /// Enforcing NetworkPolicy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// This node is not (fully) registered yet.
     #[error("{0}")]
     NotReady(String),
@@ -80,6 +84,7 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
     }
     let mut applier = RoutingApplier::new()?;
     let mut proxy = ServiceProxy::new();
+    let mut policy = PolicyEnforcer::new();
     let mut health_checks = HealthCheckServer::new(Arc::clone(&metrics));
     let mut last_masq = String::new();
     info!(node = %config.node, backend = ?config.backend, "agent starting");
@@ -90,6 +95,7 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
             &mut source,
             &mut applier,
             &mut proxy,
+            &mut policy,
             &mut last_masq,
             &metrics,
         );
@@ -106,12 +112,13 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
     }
 }
 
-/// One pass: routes, CNI config, masquerade, Node publication.
+/// One pass: routes, CNI config, Services, NetworkPolicy, masquerade, Node publication.
 fn sync(
     config: &AgentConfig,
     source: &mut impl ClusterSource,
     applier: &mut RoutingApplier,
     proxy: &mut ServiceProxy,
+    policy: &mut PolicyEnforcer,
     last_masq: &mut String,
     metrics: &Metrics,
 ) -> Result<(), AgentError> {
@@ -177,6 +184,7 @@ fn sync(
         &facts,
         metrics,
     )?;
+    policy.sync(&snapshot, metrics)?;
 
     let script = masq::render(&me.pod_cidrs, &config.cluster_cidrs);
     if *last_masq != script {

@@ -1,5 +1,8 @@
 //! The agent's health and metrics endpoint: `GET /healthz` and `GET /metrics` (Prometheus text
-//! format), on its node's localhost like kube-proxy's `:10256`/`:10249`.
+//! format), on its node's localhost like kube-proxy's `:10256`/`:10249`; and
+//! `GET /policy/programmed?ip=ADDR`: 200 with the pod's `namespace/name` once the network
+//! policy ruleset in the kernel accounts for the local pod with that address, else 404 (the
+//! lab's kubelet waits for it before starting a pod's containers).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,6 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::policy::Programmed;
 
 /// How long after the last successful sync the agent still reports healthy.
 const HEALTHY_FOR: Duration = Duration::from_secs(60);
@@ -42,6 +47,12 @@ pub struct Metrics {
     /// kube-proxy's `network_programming_duration_seconds`: from an endpoint change to its
     /// rules being in the kernel.
     network_programming: Histogram,
+    /// The local pods whose network policy is in the kernel (kept by the policy enforcer).
+    pub programmed: Programmed,
+    /// How long compiling, rendering and applying a changed policy table took.
+    pub policy_apply_duration: Histogram,
+    /// Local pods the policy table accounts for.
+    pub policy_pods: Gauge,
     last_ok_unix: AtomicI64,
     requests: AtomicU64,
 }
@@ -93,6 +104,18 @@ impl Metrics {
             "In Cluster Network Programming Latency in seconds",
             network_programming.clone(),
         );
+        let policy_apply_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let policy_pods = Gauge::default();
+        registry.register(
+            "podnet_agent_policy_apply_duration_seconds",
+            "How long compiling and applying a changed network policy table took",
+            policy_apply_duration.clone(),
+        );
+        registry.register(
+            "podnet_agent_policy_pods",
+            "Local pods the network policy table accounts for",
+            policy_pods.clone(),
+        );
         Arc::new(Self {
             registry: Mutex::new(registry),
             syncs,
@@ -102,6 +125,9 @@ impl Metrics {
             proxy_sync_duration,
             proxy_last_sync,
             network_programming,
+            programmed: Programmed::default(),
+            policy_apply_duration,
+            policy_pods,
             last_ok_unix: AtomicI64::new(0),
             requests: AtomicU64::new(0),
         })
@@ -176,7 +202,8 @@ fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     while reader.read_line(&mut line)? > 2 {
         line.clear();
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let (status, content_type, body) = match path {
         "/healthz" if metrics.healthy() => ("200 OK", "text/plain", "ok\n".to_owned()),
         "/healthz" => (
@@ -189,6 +216,7 @@ fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.encode(),
         ),
+        "/policy/programmed" => programmed(metrics, query),
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     };
     let mut stream = stream;
@@ -197,6 +225,27 @@ fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+/// `/policy/programmed?ip=ADDR`: whether the policy in the kernel accounts for that pod.
+fn programmed(metrics: &Metrics, query: &str) -> (&'static str, &'static str, String) {
+    let ip = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("ip="))
+        .and_then(|v| v.parse().ok());
+    match ip.map(|ip| metrics.programmed.pod(ip)) {
+        None => (
+            "400 Bad Request",
+            "text/plain",
+            "expected ?ip=ADDRESS\n".to_owned(),
+        ),
+        Some(Some(pod)) => ("200 OK", "text/plain", format!("{pod}\n")),
+        Some(None) => (
+            "404 Not Found",
+            "text/plain",
+            "no policy programmed for that address yet\n".to_owned(),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -228,5 +277,22 @@ mod tests {
         );
         assert!(text.contains("podnet_agent_routes 2"), "{text}");
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    }
+
+    #[test]
+    fn policy_programmed_answers_for_published_pods_only() {
+        let metrics = Metrics::new();
+        let addr = spawn("127.0.0.1:0".parse().unwrap(), metrics.clone()).unwrap();
+        let ask = |q: &str| get(addr, &format!("/policy/programmed{q}"));
+        assert!(ask("?ip=10.244.1.5").starts_with("HTTP/1.1 404"));
+        assert!(ask("?ip=nope").starts_with("HTTP/1.1 400"));
+        assert!(ask("").starts_with("HTTP/1.1 400"));
+        metrics.programmed.set(std::collections::BTreeMap::from([(
+            "10.244.1.5".parse().unwrap(),
+            "x/a".to_owned(),
+        )]));
+        let answer = ask("?ip=10.244.1.5");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nx/a\n"), "{answer}");
     }
 }

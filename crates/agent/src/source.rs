@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use podnet_model::policy::ClusterNetworkPolicy;
 use podnet_store::dir::ObjectStore;
 use podnet_store::object::{Kind, Object};
 
@@ -32,6 +33,8 @@ pub struct Snapshot {
     pub namespaces: Vec<Namespace>,
     /// Every NetworkPolicy.
     pub network_policies: Vec<NetworkPolicy>,
+    /// Every ClusterNetworkPolicy.
+    pub cluster_network_policies: Vec<ClusterNetworkPolicy>,
 }
 
 /// Cluster state as the agent sees it.
@@ -77,6 +80,7 @@ impl ClusterSource for DirSource {
             pods: self.store.pods().map_err(err)?,
             namespaces: self.store.namespaces().map_err(err)?,
             network_policies: self.store.network_policies().map_err(err)?,
+            cluster_network_policies: self.store.cluster_network_policies().map_err(err)?,
         })
     }
 

@@ -22,6 +22,7 @@ use podnet_store::manifest;
 use podnet_store::object::{Kind, Object};
 
 use crate::deployments;
+use crate::dns;
 use crate::paths::LabPaths;
 use crate::scheduler::Scheduler;
 use crate::services::ServiceAllocator;
@@ -33,6 +34,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const AGENT_METRICS: ([u8; 4], u16) = ([127, 0, 0, 1], 9765);
 /// The role (in `lab.json`) of the lab's controller-manager process.
 const CONTROLLER_MANAGER: &str = "controller-manager";
+/// The role (in `lab.json`) of the outside host's DNS resolver process.
+const UPSTREAM_DNS: &str = "upstream-dns";
+/// `lab up` brings up cluster DNS ([`crate::dns`]) unless this is `0` (or `false`): the
+/// outside host's resolver, a node-local DNS server on every node, the `kube-dns` Service and
+/// its pods in `kube-system`.
+pub const CLUSTER_DNS_ENV: &str = "PODNET_LAB_CLUSTER_DNS";
 
 /// The lab: its paths and, once up, its plan.
 pub struct Lab {
@@ -85,8 +92,9 @@ impl Lab {
         })
     }
 
-    /// Brings the lab up: fabric, nodes, their agents and kubelets; returns when every node is
-    /// ready. `Ok(false)` if it was already up. A failure removes everything made so far.
+    /// Brings the lab up: fabric, nodes, their agents and kubelets, and cluster DNS (unless
+    /// [`CLUSTER_DNS_ENV`] turns it off); returns when every node (and the DNS) is ready.
+    /// `Ok(false)` if it was already up. A failure removes everything made so far.
     pub fn up(&self, nodes: u32, backend: &str) -> Result<bool> {
         if self.config()?.is_some() {
             return Ok(false);
@@ -106,6 +114,10 @@ impl Lab {
                     ..Default::default()
                 }))?;
             }
+            let cluster_dns = cluster_dns_wanted();
+            if cluster_dns {
+                self.start_upstream_dns()?;
+            }
             self.start_controller_manager()?;
             for node in config.nodes.clone() {
                 self.start_node(&node)?;
@@ -113,7 +125,11 @@ impl Lab {
             for node in &config.nodes {
                 self.wait_ready(&node.name)?;
             }
-            self.wait_routed()
+            self.wait_routed()?;
+            if cluster_dns {
+                self.start_cluster_dns()?;
+            }
+            Ok(())
         })();
         if let Err(e) = built {
             let _ = self.down();
@@ -145,7 +161,12 @@ impl Lab {
         self.store()?
             .put(&Object::Node(node_object(&config, node)))?;
         self.start_daemon(&node.name, Daemon::Agent)?;
-        self.start_daemon(&node.name, Daemon::Kubelet)
+        self.start_daemon(&node.name, Daemon::Kubelet)?;
+        // A lab with cluster DNS (its outside resolver runs) has it on every node.
+        if config.processes.iter().any(|p| p.role == UPSTREAM_DNS) {
+            self.start_daemon(&node.name, Daemon::NodeLocalDns)?;
+        }
+        Ok(())
     }
 
     /// Starts one of a node's daemons and records its process.
@@ -157,6 +178,7 @@ impl Lab {
         let ipam_dir = dir.join("ipam").display().to_string();
         let cni_bin_dir = self.cni_bin_dir.display().to_string();
         let cluster_cidr = config.cluster_cidr.to_string();
+        let node_local_dns = dns::node_local_dns_args(&self.paths.store(), &config);
         let (log, args): (&str, Vec<&str>) = match daemon {
             Daemon::Agent => (
                 "agent.log",
@@ -189,6 +211,10 @@ impl Lab {
                     &cni_bin_dir,
                 ],
             ),
+            Daemon::NodeLocalDns => (
+                "dns.log",
+                node_local_dns.iter().map(String::as_str).collect(),
+            ),
         };
         let pid = self.spawn_daemon(node, &dir.join(log), &args)?;
         let mut config = self.require()?;
@@ -212,6 +238,79 @@ impl Lab {
             pid,
         });
         self.save(&config)
+    }
+
+    /// Starts the outside host's resolver (dnsmasq, [`dns::upstream_dns_command`]) and records
+    /// its process; returns once it serves.
+    fn start_upstream_dns(&self) -> Result<()> {
+        let config = self.require()?;
+        let pid_file = self.paths.root().join("dnsmasq.pid");
+        let log = self.paths.root().join("dnsmasq.log");
+        let (program, args) = dns::upstream_dns_command(&config, &pid_file);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let pid = self
+            .spawn_in("outside", &log, Path::new(&program), &args)
+            .with_context(|| format!("starting {program} (Debian package dnsmasq-base)"))?;
+        let mut config = self.require()?;
+        config.processes.push(Process {
+            role: UPSTREAM_DNS.into(),
+            pid,
+        });
+        self.save(&config)?;
+        // It writes its pid file once its sockets are bound.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pid_file.exists() {
+            if !is_alive(pid) || Instant::now() > deadline {
+                bail!("{program} did not start; its log:\n{}", tail(&log));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Applies the `kube-dns` Service and its Deployment ([`dns::cluster_dns_manifest`]) and
+    /// waits until every DNS pod is ready.
+    fn start_cluster_dns(&self) -> Result<()> {
+        let config = self.require()?;
+        let manifest = dns::cluster_dns_manifest(&self.podnet, &self.paths.store(), &config);
+        self.apply(&manifest)?;
+        let store = self.store()?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let pods: Vec<Pod> = store
+                .pods()?
+                .into_iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some("kube-system"))
+                .filter(|p| {
+                    let labels = p.metadata.labels.as_ref();
+                    labels
+                        .and_then(|l| l.get(dns::APP_LABEL.0))
+                        .map(String::as_str)
+                        == Some(dns::APP_LABEL.1)
+                })
+                .collect();
+            let ready = pods.iter().filter(|p| pod_ready(p)).count();
+            if ready >= dns::REPLICAS {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = pods
+                    .iter()
+                    .filter_map(|p| p.metadata.name.as_deref())
+                    .map(|name| {
+                        let log = self.paths.pod_dir("kube-system", name).join("dns.log");
+                        format!("{name}:\n{}", tail(&log))
+                    })
+                    .collect();
+                bail!(
+                    "cluster DNS: {ready} of {} pods ready after {}s\n{}",
+                    dns::REPLICAS,
+                    READY_TIMEOUT.as_secs(),
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Kills a node's agent with SIGKILL and starts a new one, as a crash and a DaemonSet
@@ -240,12 +339,18 @@ impl Lab {
     /// Starts `podnet ARGS` inside the namespace of `role` (a node, `outside`), detached,
     /// logging to `log`.
     fn spawn_daemon(&self, role: &str, log: &Path, args: &[&str]) -> Result<i32> {
+        self.spawn_in(role, log, &self.podnet, args)
+    }
+
+    /// Starts `program ARGS` inside the namespace of `role`, detached (a process group of its
+    /// own), logging to `log`.
+    fn spawn_in(&self, role: &str, log: &Path, program: &Path, args: &[&str]) -> Result<i32> {
         let ns = topology::open_netns(&self.paths.netns(role))?;
         let out = std::fs::File::create(log)?;
         let err = out.try_clone()?;
-        let podnet = self.podnet.clone();
+        let program = program.to_path_buf();
         let child = netns::run_in(&ns, move || {
-            Command::new(&podnet)
+            Command::new(&program)
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(out)
@@ -655,6 +760,8 @@ fn object_name(meta: &ObjectMeta) -> &str {
 enum Daemon {
     Agent,
     Kubelet,
+    /// `podnet dns --node-local` ([`dns::node_local_dns_args`]).
+    NodeLocalDns,
 }
 
 impl Daemon {
@@ -662,8 +769,22 @@ impl Daemon {
         match self {
             Daemon::Agent => format!("agent {node}"),
             Daemon::Kubelet => format!("kubelet {node}"),
+            Daemon::NodeLocalDns => format!("dns {node}"),
         }
     }
+}
+
+/// Whether `lab up` brings up cluster DNS ([`CLUSTER_DNS_ENV`]).
+fn cluster_dns_wanted() -> bool {
+    !std::env::var(CLUSTER_DNS_ENV).is_ok_and(|v| matches!(v.as_str(), "0" | "false"))
+}
+
+/// Whether a pod's `Ready` condition is `True`.
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// True while `pid` runs (not a zombie).

@@ -260,7 +260,14 @@ impl Kubelet {
         let pod_dir = self.paths.pod_dir(&namespace, &name);
         fs::create_dir_all(&pod_dir)?;
         fs::write(pod_dir.join("cni-result.json"), result.to_string())?;
-        write_etc_files(&netns_name, pod, &namespace, &ips)?;
+        write_etc_files(
+            &netns_name,
+            pod,
+            &namespace,
+            &ips,
+            &self.paths.netns_etc(&self.node),
+        )?;
+        crate::policy_gate::hold_until_isolated(&self.store, &self.node, pod, &ips);
 
         let mut running = RunningPod {
             uid,
@@ -693,8 +700,16 @@ pub(crate) fn container_env(
 }
 
 /// `/etc/netns/<netns>/hosts` and `resolv.conf`, which `ip netns exec` mounts over `/etc/…` for
-/// the pod's processes: what kubelet writes for a pod with `dnsPolicy: ClusterFirst`.
-fn write_etc_files(netns_name: &str, pod: &Pod, namespace: &str, ips: &[String]) -> Result<()> {
+/// the pod's processes. The resolv.conf is what kubelet composes from the pod's `dnsPolicy` and
+/// `dnsConfig` ([`crate::dns::pod_resolv_conf`]), with the node's own resolv.conf (in
+/// `node_etc`, as kubelet's `--resolv-conf`) for `dnsPolicy: Default`.
+fn write_etc_files(
+    netns_name: &str,
+    pod: &Pod,
+    namespace: &str,
+    ips: &[String],
+    node_etc: &Path,
+) -> Result<()> {
     let dir = Path::new("/etc/netns").join(netns_name);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let hostname = pod_hostname(pod);
@@ -711,10 +726,15 @@ fn write_etc_files(netns_name: &str, pod: &Pod, namespace: &str, ips: &[String])
         hosts.push_str(&format!("{ip}\t{hostname}{fqdn}\n"));
     }
     fs::write(dir.join("hosts"), hosts)?;
-    let resolv = format!(
-        "search {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\nnameserver {CLUSTER_DNS}\noptions ndots:5\n"
+    // A node without one (a lab from before it was written) has no resolver: like an empty file.
+    let node_resolv = fs::read_to_string(node_etc.join("resolv.conf")).unwrap_or_default();
+    let resolv = crate::dns::pod_resolv_conf(
+        pod,
+        &crate::dns::ResolvConf::parse(&node_resolv),
+        &[CLUSTER_DNS.to_owned()],
+        CLUSTER_DOMAIN,
     );
-    fs::write(dir.join("resolv.conf"), resolv)?;
+    fs::write(dir.join("resolv.conf"), resolv.render())?;
     // `ip netns exec` mounts every file of the directory over /etc; the hostname file keeps
     // tools that read /etc/hostname consistent with the UTS name.
     fs::write(dir.join("hostname"), format!("{hostname}\n"))?;

@@ -4,8 +4,9 @@
 //! are namespaces wired by the real podnet-cni. The lab plays the control plane: `apply` defaults
 //! and allocates as the API server does ([`services`]), schedules and rolls out Deployments
 //! ([`deployments`]); a controller-manager ([`controller`]) keeps EndpointSlices
-//! ([`endpointslices`]) and plays the cloud's load balancers ([`cloud`]). Nothing touches the
-//! machine's own namespace.
+//! ([`endpointslices`]) and plays the cloud's load balancers ([`cloud`]); cluster DNS runs as
+//! pods behind the `kube-dns` Service with a resolver on the outside host ([`dns`]). Nothing
+//! touches the machine's own namespace.
 
 pub mod check;
 pub mod cloud;
@@ -13,9 +14,11 @@ pub mod cni;
 pub mod control;
 pub mod controller;
 pub mod deployments;
+pub mod dns;
 pub mod endpointslices;
 pub mod kubelet;
 pub mod paths;
+pub mod policy_gate;
 pub mod probe;
 mod scheduler;
 pub mod services;

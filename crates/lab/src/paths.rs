@@ -81,6 +81,12 @@ impl LabPaths {
         format!("podnet-{}-{role}", self.name)
     }
 
+    /// The files `ip netns exec` mounts over `/etc` in the namespace of a lab role (a node,
+    /// `outside`): its `resolv.conf`, the node's resolver that `dnsPolicy: Default` pods get.
+    pub fn netns_etc(&self, role: &str) -> PathBuf {
+        Path::new("/etc/netns").join(self.netns(role))
+    }
+
     /// The network namespace of a pod.
     pub fn pod_netns(&self, namespace: &str, pod: &str) -> String {
         format!("podnet-{}-pod-{namespace}-{pod}", self.name)

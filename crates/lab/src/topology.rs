@@ -311,6 +311,7 @@ pub fn build_fabric(paths: &LabPaths, config: &LabConfig) -> Result<()> {
         "eth0",
         Ipv4Net::new(config.outside_ip, first.subnet.prefix_len())?,
     )?;
+    crate::dns::write_host_resolv_conf(paths, "outside", config)?;
     if config.underlays.len() > 1 {
         let router = new_netns(&paths.netns("router"))?;
         for (i, u) in config.underlays.iter().enumerate() {
@@ -335,7 +336,8 @@ pub fn build_fabric(paths: &LabPaths, config: &LabConfig) -> Result<()> {
 }
 
 /// Builds one node: its namespace, plugged into its underlay, forwarding on, a default route
-/// (through the router, or to the outside host on a single underlay).
+/// (through the router, or to the outside host on a single underlay), and its resolv.conf
+/// naming the outside host's resolver.
 pub fn build_node(paths: &LabPaths, config: &LabConfig, node: &NodeConfig) -> Result<()> {
     let switch = open_netns(&paths.netns("switch"))?;
     let ns = new_netns(&paths.netns(&node.name))?;
@@ -350,12 +352,14 @@ pub fn build_node(paths: &LabPaths, config: &LabConfig, node: &NodeConfig) -> Re
     )?;
     sysctl_in(&ns, "net/ipv4/ip_forward", "1")?;
     default_route(&ns, underlay.router_ip.unwrap_or(config.outside_ip))?;
+    crate::dns::write_host_resolv_conf(paths, &node.name, config)?;
     std::fs::create_dir_all(paths.cni_conf_dir(&node.name))?;
     Ok(())
 }
 
 /// Removes a node's namespace and its switch port (the veth goes with the namespace).
 pub fn destroy_node(paths: &LabPaths, node: &str) -> Result<()> {
+    let _ = std::fs::remove_dir_all(paths.netns_etc(node));
     remove_netns(&paths.netns(node))
 }
 

@@ -1,7 +1,8 @@
-//! The `podnet` command: the lab (the main job: `podnet lab demo`), the node agent, podnet's
-//! agnhost, and the CNI plugin demo.
+//! The `podnet` command: the lab (the main job: `podnet lab demo`), the node agent, the cluster
+//! DNS server, podnet's agnhost, and the CNI plugin demo.
 
 mod demo;
+mod dns;
 mod lab;
 
 use std::net::SocketAddr;
@@ -23,6 +24,8 @@ enum Cmd {
     Lab(lab::LabArgs),
     /// The node agent: CNI config, routes between nodes' pod CIDRs, masquerade.
     Agent(AgentArgs),
+    /// The cluster DNS server: Services and pods by name, everything else forwarded upstream.
+    Dns(dns::DnsArgs),
     /// podnet's implementation of the e2e test image's agnhost subcommands
     /// (`netexec`, `serve-hostname`, `connect`, `pause`).
     #[command(disable_help_flag = true)]
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Cmd::Lab(args) => lab::run(args),
         Cmd::Agent(args) => agent(args).map(|()| 0),
+        Cmd::Dns(args) => dns::run(args).map(|()| 0),
         Cmd::CniDemo { plugin, keep } => demo::run(plugin, keep).map(|()| 0),
         Cmd::Agnhost { .. } => Ok(0),
     };

@@ -28,6 +28,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use podnet_model::policy::ClusterNetworkPolicy;
 use serde_json::Value;
 
 use crate::StoreError;
@@ -257,6 +258,11 @@ impl ObjectStore {
     /// Every NetworkPolicy.
     pub fn network_policies(&self) -> Result<Vec<NetworkPolicy>, StoreError> {
         self.list_typed(Kind::NetworkPolicy)
+    }
+
+    /// Every ClusterNetworkPolicy.
+    pub fn cluster_network_policies(&self) -> Result<Vec<ClusterNetworkPolicy>, StoreError> {
+        self.list_typed(Kind::ClusterNetworkPolicy)
     }
 
     /// Every Deployment.

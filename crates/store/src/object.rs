@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use podnet_model::policy::{CNP_API_VERSION, CNP_KIND, ClusterNetworkPolicy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -38,6 +39,8 @@ pub enum Kind {
     Ingress,
     /// `v1` ConfigMap.
     ConfigMap,
+    /// `policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy (cluster-scoped).
+    ClusterNetworkPolicy,
 }
 
 /// Any object podnet stores, as its k8s-openapi type.
@@ -61,6 +64,8 @@ pub enum Object {
     Ingress(Ingress),
     /// A ConfigMap.
     ConfigMap(ConfigMap),
+    /// A ClusterNetworkPolicy.
+    ClusterNetworkPolicy(ClusterNetworkPolicy),
 }
 
 /// Evaluates `$body` with `$o` bound to the typed value inside `$object`, whatever its kind.
@@ -76,6 +81,7 @@ macro_rules! with_object {
             Object::NetworkPolicy($o) => $body,
             Object::Ingress($o) => $body,
             Object::ConfigMap($o) => $body,
+            Object::ClusterNetworkPolicy($o) => $body,
         }
     };
 }
@@ -120,6 +126,10 @@ macro_rules! with_type {
                 type $t = ConfigMap;
                 $body
             }
+            Kind::ClusterNetworkPolicy => {
+                type $t = ClusterNetworkPolicy;
+                $body
+            }
         }
     };
 }
@@ -139,27 +149,28 @@ impl Kind {
             Kind::NetworkPolicy,
             Kind::Ingress,
             Kind::ConfigMap,
+            Kind::ClusterNetworkPolicy,
         ]
     }
 
     /// The resource name in URLs and kubectl: `pods`, `endpointslices`, `networkpolicies`, …
     pub fn plural(self) -> &'static str {
-        with_type!(self, T => <T as Resource>::URL_PATH_SEGMENT)
+        with_type!(self, T => <T as TypeMeta>::URL_PATH_SEGMENT)
     }
 
     /// The `kind` field: `Pod`, `EndpointSlice`, …
     pub fn kind_name(self) -> &'static str {
-        with_type!(self, T => <T as Resource>::KIND)
+        with_type!(self, T => <T as TypeMeta>::KIND)
     }
 
     /// The `apiVersion` field: `v1`, `apps/v1`, `discovery.k8s.io/v1`, `networking.k8s.io/v1`.
     pub fn api_version(self) -> &'static str {
-        with_type!(self, T => <T as Resource>::API_VERSION)
+        with_type!(self, T => <T as TypeMeta>::API_VERSION)
     }
 
     /// The API group: empty for core kinds, `apps`, `discovery.k8s.io`, `networking.k8s.io`.
     pub fn group(self) -> &'static str {
-        with_type!(self, T => <T as Resource>::GROUP)
+        with_type!(self, T => <T as TypeMeta>::GROUP)
     }
 
     /// kubectl's short name, if the kind has one (EndpointSlice has none).
@@ -174,12 +185,17 @@ impl Kind {
             Kind::NetworkPolicy => Some("netpol"),
             Kind::Ingress => Some("ing"),
             Kind::ConfigMap => Some("cm"),
+            Kind::ClusterNetworkPolicy => Some("cnp"),
         }
     }
 
-    /// Whether objects of this kind live in a namespace (Namespace and Node do not).
+    /// Whether objects of this kind live in a namespace (Namespace, Node and
+    /// ClusterNetworkPolicy do not).
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node)
+        !matches!(
+            self,
+            Kind::Namespace | Kind::Node | Kind::ClusterNetworkPolicy
+        )
     }
 
     /// Parses a resource type as kubectl accepts it: singular (`pod`), plural (`pods`), short name
@@ -255,6 +271,7 @@ impl Object {
             Object::NetworkPolicy(_) => Kind::NetworkPolicy,
             Object::Ingress(_) => Kind::Ingress,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::ClusterNetworkPolicy(_) => Kind::ClusterNetworkPolicy,
         }
     }
 
@@ -387,7 +404,17 @@ fn unknown_type(kind_name: &str, api_version: &str) -> StoreError {
 
 impl Serialize for Object {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        with_object!(self, o => o.serialize(serializer))
+        match self {
+            // k8s-openapi types write their own apiVersion and kind; this one has them as
+            // plain fields, which a caller may have left empty.
+            Object::ClusterNetworkPolicy(o) => {
+                let mut o = o.clone();
+                o.api_version = Some(CNP_API_VERSION.to_owned());
+                o.kind = Some(CNP_KIND.to_owned());
+                o.serialize(serializer)
+            }
+            other => with_object!(other, o => o.serialize(serializer)),
+        }
     }
 }
 
@@ -433,4 +460,46 @@ conversions!(
     NetworkPolicy,
     Ingress,
     ConfigMap,
+    ClusterNetworkPolicy,
 );
+
+/// What the store needs to know of a type: k8s-openapi's [`Resource`] constants, for the
+/// k8s-openapi types and for the ClusterNetworkPolicy k8s-openapi does not have.
+trait TypeMeta {
+    const URL_PATH_SEGMENT: &'static str;
+    const KIND: &'static str;
+    const API_VERSION: &'static str;
+    const GROUP: &'static str;
+}
+
+macro_rules! type_meta_from_resource {
+    ($($t:ty),* $(,)?) => {
+        $(
+            impl TypeMeta for $t {
+                const URL_PATH_SEGMENT: &'static str = <$t as Resource>::URL_PATH_SEGMENT;
+                const KIND: &'static str = <$t as Resource>::KIND;
+                const API_VERSION: &'static str = <$t as Resource>::API_VERSION;
+                const GROUP: &'static str = <$t as Resource>::GROUP;
+            }
+        )*
+    };
+}
+
+type_meta_from_resource!(
+    Namespace,
+    Node,
+    Pod,
+    Deployment,
+    Service,
+    EndpointSlice,
+    NetworkPolicy,
+    Ingress,
+    ConfigMap,
+);
+
+impl TypeMeta for ClusterNetworkPolicy {
+    const URL_PATH_SEGMENT: &'static str = "clusternetworkpolicies";
+    const KIND: &'static str = CNP_KIND;
+    const API_VERSION: &'static str = CNP_API_VERSION;
+    const GROUP: &'static str = "policy.networking.k8s.io";
+}

@@ -282,6 +282,7 @@ fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::NetworkPolicy => (&["NAME", "POD-SELECTOR", "AGE"], &[]),
         Kind::Ingress => (&["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], &[]),
         Kind::ConfigMap => (&["NAME", "DATA", "AGE"], &[]),
+        Kind::ClusterNetworkPolicy => (&["NAME", "TIER", "PRIORITY", "AGE"], &[]),
     };
     let mut all = normal.to_vec();
     if wide {
@@ -302,6 +303,12 @@ fn row(obj: &Object, wide: bool, now: Timestamp) -> Vec<String> {
         Object::NetworkPolicy(policy) => network_policy_row(policy, now),
         Object::Ingress(ingress) => ingress_row(ingress, wide, now),
         Object::ConfigMap(cm) => config_map_row(cm, now),
+        Object::ClusterNetworkPolicy(policy) => vec![
+            name_of(&policy.metadata),
+            policy.spec.tier.to_string(),
+            policy.spec.priority.to_string(),
+            since(policy.metadata.creation_timestamp.as_ref(), now),
+        ],
     }
 }
 

@@ -136,6 +136,15 @@ pub(crate) fn sample(kind: Kind) -> Object {
             "metadata": {"name": "web-config", "namespace": "shop", "creationTimestamp": CREATED},
             "data": {"greeting": "hello", "mode": "fast"}
         }),
+        Kind::ClusterNetworkPolicy => json!({
+            "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": "deny-shop", "creationTimestamp": CREATED},
+            "spec": {
+                "tier": "Admin", "priority": 10,
+                "subject": {"namespaces": {"matchLabels": {"team": "shop"}}},
+                "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}]
+            }
+        }),
     };
     object(value)
 }

@@ -11,6 +11,7 @@
 mod cross_subnet;
 mod host_gw;
 mod netlink;
+mod policy;
 mod vxlan;
 
 use std::io::Read;

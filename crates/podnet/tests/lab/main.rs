@@ -6,7 +6,9 @@
 
 mod backends;
 mod bad_input;
+mod dns;
 mod lifecycle;
+mod policy;
 mod services;
 mod services_churn;
 mod services_control;
@@ -65,7 +67,7 @@ impl TestLab {
         self.podnet(&["apply", "-f", path.to_str().unwrap()])
     }
 
-    /// Waits until `count` pods are Running; returns `(namespace/name, node, ip)` of each.
+    /// Waits until `count` pods outside `kube-system` are Running; returns `(namespace/name, node, ip)` of each.
     pub fn running_pods(&self, count: usize) -> Vec<(String, String, String)> {
         for _ in 0..300 {
             let out = self.podnet(&["get", "pods", "-A", "-o", "json"]);
@@ -74,6 +76,8 @@ impl TestLab {
             let running: Vec<_> = items
                 .iter()
                 .filter(|p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string())
+                // The cluster's own pods (DNS) are not the test's.
+                .filter(|p| p["metadata"]["namespace"] != "kube-system")
                 .map(|p| {
                     (
                         format!(

@@ -45,7 +45,7 @@ impl ClientLoop {
                             counter.fetch_add(1, Ordering::Relaxed);
                             report.hostnames.insert(name);
                         }
-                        Err(e) => report.failures.push(format!("{:?}: {e}", Instant::now())),
+                        Err(e) => report.failures.push(format!("{}: {e}", wall_clock())),
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -79,6 +79,14 @@ impl ClientLoop {
     }
 }
 
+/// Now as seconds since the epoch, to line failures up with the daemons' logs.
+fn wall_clock() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", now.as_secs(), now.subsec_millis())
+}
+
 /// One `GET /hostname` on a new connection, no retry.
 fn get_hostname(to: SocketAddr) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
@@ -95,8 +103,9 @@ fn get_hostname(to: SocketAddr) -> std::io::Result<String> {
     }
 }
 
-/// A Deployment of netexec pods that report ready only when serving and drain for 3 s after
-/// SIGTERM (`--delay-shutdown`, as the upstream tests run it), its Service, and a client pod.
+/// A Deployment of netexec pods that report ready only when serving and drain for 8 s after
+/// SIGTERM (`--delay-shutdown`, as the upstream tests run it: longer than the rules take to
+/// follow, even on a loaded machine), its Service, and a client pod.
 fn web(replicas: u32) -> String {
     format!(
         r#"
@@ -112,11 +121,11 @@ spec:
     metadata:
       labels: {{app: web}}
     spec:
-      terminationGracePeriodSeconds: 10
+      terminationGracePeriodSeconds: 15
       containers:
       - name: netexec
         image: registry.k8s.io/e2e-test-images/agnhost:2.53
-        args: ["netexec", "--http-port=8080", "--udp-port=8081", "--delay-shutdown=3"]
+        args: ["netexec", "--http-port=8080", "--udp-port=8081", "--delay-shutdown=8"]
         readinessProbe:
           httpGet: {{path: /readyz, port: 8080}}
           periodSeconds: 1

@@ -440,3 +440,36 @@ fn expand_deployment_makes_owned_pods_from_the_template() {
     d.spec.replicas = Some(0);
     assert!(expand_deployment(&d).is_empty());
 }
+
+#[test]
+fn a_cluster_network_policy_parses_and_its_misspelt_fields_and_values_are_named() {
+    let cnp = r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: admin-x}
+spec:
+  tier: Admin
+  priority: 10
+  subject:
+    namespaces: {matchLabels: {ns: x}}
+  ingress:
+  - action: Deny
+    from:
+    - namespaces: {matchLabels: {ns: z}}
+"#;
+    let objects = parse(cnp).unwrap();
+    assert_eq!(objects.len(), 1);
+    let Object::ClusterNetworkPolicy(policy) = &objects[0] else {
+        panic!("not a ClusterNetworkPolicy: {objects:?}");
+    };
+    assert_eq!(policy.spec.priority, 10);
+    assert_eq!(objects[0].namespace(), None);
+
+    let err = refusal(&cnp.replace("  - action: Deny\n", "  - acton: Deny\n"));
+    assert!(err.contains("acton"), "{err}");
+    let err = refusal(&cnp.replace("action: Deny", "action: Drop"));
+    assert!(
+        err.contains("spec.ingress[0].action") && err.contains("Drop"),
+        "{err}"
+    );
+}

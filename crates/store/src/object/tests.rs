@@ -30,6 +30,12 @@ fn kinds_carry_kubernetes_names() {
             ),
             ("Ingress", "ingresses", "networking.k8s.io/v1", true),
             ("ConfigMap", "configmaps", "v1", true),
+            (
+                "ClusterNetworkPolicy",
+                "clusternetworkpolicies",
+                "policy.networking.k8s.io/v1alpha2",
+                false
+            ),
         ]
     );
 }
@@ -62,6 +68,12 @@ fn from_user_accepts_kubectl_forms_in_any_case() {
         ("cm", Kind::ConfigMap),
         ("configmap", Kind::ConfigMap),
         (" ConfigMaps ", Kind::ConfigMap),
+        ("cnp", Kind::ClusterNetworkPolicy),
+        ("clusternetworkpolicy", Kind::ClusterNetworkPolicy),
+        (
+            "clusternetworkpolicies.policy.networking.k8s.io",
+            Kind::ClusterNetworkPolicy,
+        ),
     ];
     for (input, kind) in cases {
         assert_eq!(Kind::from_user(input).unwrap(), kind, "{input}");
@@ -239,4 +251,21 @@ fn typed_conversions_give_back_other_kinds() {
     assert_eq!(back, obj);
     let pod = Pod::try_from(obj.clone()).unwrap();
     assert_eq!(Object::from(pod), obj);
+}
+
+#[test]
+fn a_cluster_network_policy_always_serializes_with_its_type() {
+    let policy = ClusterNetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some("p".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let value = Object::ClusterNetworkPolicy(policy).to_value();
+    assert_eq!(value["apiVersion"], "policy.networking.k8s.io/v1alpha2");
+    assert_eq!(value["kind"], "ClusterNetworkPolicy");
+    let back = Object::from_value(value).unwrap();
+    assert_eq!(back.kind(), Kind::ClusterNetworkPolicy);
+    assert_eq!(back.describe(), "ClusterNetworkPolicy p");
 }
