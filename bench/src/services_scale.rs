@@ -18,6 +18,7 @@
 //! Usage: `services-scale [--sizes 100,1000,10000,30000] [--connects 2000] [--seconds 3]`.
 //! Needs root; everything happens in throwaway namespaces removed at exit.
 
+use podnet_bench::{percentile, rss_kib, wait_reachable};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -191,18 +192,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// This process's resident memory, in KiB (0 if unreadable).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// A node namespace routing between a client pod and a server pod.
 struct Topology {
     node: Netns,
@@ -300,20 +289,6 @@ impl Topology {
     }
 }
 
-/// Waits until `to` accepts a connection from `ns` (rules just loaded), up to 5 s.
-fn wait_reachable(ns: &Netns, to: SocketAddr) -> Result<()> {
-    ns.run(|| {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match TcpStream::connect_timeout(&to, Duration::from_millis(500)) {
-                Ok(_) => return Ok(()),
-                Err(e) if Instant::now() > deadline => bail!("{to} unreachable: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    })
-}
-
 /// `count` sequential TCP connects from `ns` to the addresses `to` in turn, in microseconds,
 /// sorted.
 fn connect_latencies(ns: &Netns, to: &[SocketAddr], count: usize) -> Result<Vec<f64>> {
@@ -329,14 +304,6 @@ fn connect_latencies(ns: &Netns, to: &[SocketAddr], count: usize) -> Result<Vec<
         out.sort_by(f64::total_cmp);
         Ok(out)
     })
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Requests per second from two client threads in `ns`, each request on a new connection, to

@@ -90,6 +90,8 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
     info!(node = %config.node, backend = ?config.backend, "agent starting");
     loop {
         let started = Instant::now();
+        // Read before the sync: an attachment arriving during it wakes the next one.
+        let attached = metrics.attachments.generation();
         let outcome = sync(
             &config,
             &mut source,
@@ -104,13 +106,23 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
         if let Err(e) = &outcome {
             warn!(error = %format!("{e:#}"), "sync failed; retrying");
         }
-        source.wait_for_change(if outcome.is_ok() {
+        let wait = if outcome.is_ok() {
             Duration::from_secs(10)
         } else {
             Duration::from_secs(1)
-        });
+        };
+        // A pod attached by the CNI plugin is a change too: its ADD waits for its policy.
+        let deadline = Instant::now() + wait;
+        while !source
+            .wait_for_change(ATTACH_POLL.min(deadline.saturating_duration_since(Instant::now())))
+            && metrics.attachments.generation() == attached
+            && Instant::now() < deadline
+        {}
     }
 }
+
+/// How often the loop looks for pods the CNI plugin attached while it waits for changes.
+const ATTACH_POLL: Duration = Duration::from_millis(20);
 
 /// One pass: routes, CNI config, Services, NetworkPolicy, masquerade, Node publication.
 fn sync(
@@ -162,6 +174,7 @@ fn sync(
         pod_cidrs: me.pod_cidrs.clone(),
         mtu: desired.pod_mtu,
         data_dir: config.cni_data_dir.clone(),
+        policy_gate: Some(policy_gate_addr(config.serve_addr)),
     });
     if cniconf::write(&config.cni_conf_dir, &conf)? {
         info!(dir = %config.cni_conf_dir.display(), "CNI config written");
@@ -201,6 +214,17 @@ fn sync(
     }
     source.publish_node(&config.node, &annotations, true)?;
     Ok(())
+}
+
+/// Where podnet-cni reaches this agent: its endpoint, on loopback when it listens on every
+/// address.
+fn policy_gate_addr(serve: SocketAddr) -> SocketAddr {
+    let ip = match serve.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, serve.port())
 }
 
 /// What routing needs to know about a Node; `None` until it has a pod CIDR and an address.

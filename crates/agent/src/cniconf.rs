@@ -19,12 +19,15 @@ pub struct CniSettings {
     pub mtu: u32,
     /// Where podnet-cni keeps its IPAM state (`dataDir`); `None` for the plugin's default.
     pub data_dir: Option<String>,
+    /// The agent's endpoint, where ADD waits for a new pod's network policy (`policyGate`).
+    pub policy_gate: Option<std::net::SocketAddr>,
 }
 
 /// The network config list: podnet-cni in bridge mode (gateway on `cni0`, default route, hairpin
 /// so a pod reaches itself through a Service), IPAM from the pod CIDRs, and the `portMappings`
 /// capability for hostPorts. Masquerade is the agent's job (it knows the cluster CIDR), so the
-/// plugin's `ipMasq` stays off.
+/// plugin's `ipMasq` stays off. With `policyGate` ADD returns only once this agent enforces the
+/// new pod's network policy.
 pub fn render(s: &CniSettings) -> Value {
     let ranges: Vec<Value> = s
         .pod_cidrs
@@ -40,7 +43,7 @@ pub fn render(s: &CniSettings) -> Value {
     if let Some(dir) = &s.data_dir {
         ipam["dataDir"] = json!(dir);
     }
-    json!({
+    let mut conf = json!({
         "cniVersion": "1.1.0",
         "name": "podnet",
         "plugins": [{
@@ -55,7 +58,11 @@ pub fn render(s: &CniSettings) -> Value {
             "ipam": ipam,
             "capabilities": { "portMappings": true }
         }]
-    })
+    });
+    if let Some(gate) = s.policy_gate {
+        conf["plugins"][0]["policyGate"] = json!(gate.to_string());
+    }
+    conf
 }
 
 /// Writes the config into `dir` atomically (temp file + rename) if it differs from what is
@@ -86,6 +93,7 @@ mod tests {
             ],
             mtu: 1450,
             data_dir: Some("/x".into()),
+            policy_gate: Some("127.0.0.1:9765".parse().unwrap()),
         });
         let p = &conf["plugins"][0];
         assert_eq!(p["type"], "podnet-cni");
@@ -95,6 +103,7 @@ mod tests {
         assert_eq!(p["ipam"]["routes"][1]["dst"], "::/0");
         assert_eq!(p["ipam"]["dataDir"], "/x");
         assert_eq!(p["capabilities"]["portMappings"], true);
+        assert_eq!(p["policyGate"], "127.0.0.1:9765");
     }
 
     #[test]
@@ -104,6 +113,7 @@ mod tests {
             pod_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
             mtu: 1500,
             data_dir: None,
+            policy_gate: None,
         });
         assert!(write(dir.path(), &conf).unwrap());
         assert!(!write(dir.path(), &conf).unwrap());

@@ -8,13 +8,19 @@
 //! its predecessor left without a moment in which pods are unprotected.
 //!
 //! After each successful sync the pods the kernel's ruleset now accounts for are published
-//! ([`Programmed`]), so the kubelet can hold a new pod's containers until its isolation is in
-//! place (`GET /policy/programmed?ip=…` on the agent's endpoint).
+//! ([`Programmed`], `GET /policy/programmed?ip=…` on the agent's endpoint). podnet-cni's ADD
+//! reports a new pod's addresses before the API has them (`POST /policy/attach?…`,
+//! [`Attachments`]) and returns only once they are programmed, as Calico's CNI plugin waits
+//! for Felix: the runtime starts containers after ADD, so none runs unprotected. Until the
+//! kubelet writes `status.podIPs`, the agent takes the addresses from the attachment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{HostIP, Pod, PodIP};
 
 use podnet_kernel::netlink::{Netlink, NetlinkError};
 use podnet_kernel::nft::NftError;
@@ -63,15 +69,17 @@ impl PolicyEnforcer {
     /// pods the kernel's ruleset accounts for once this returns `Ok`.
     pub fn sync(&mut self, snapshot: &Snapshot, metrics: &Metrics) -> Result<(), PolicyError> {
         let started = Instant::now();
+        let node_ips = node_addresses()?;
+        let pods = metrics.attachments.fill_in(&snapshot.pods, &node_ips);
         let inputs = PolicyInputs {
             network_policies: &snapshot.network_policies,
             cluster_network_policies: &snapshot.cluster_network_policies,
-            pods: &snapshot.pods,
+            pods: &pods,
             namespaces: &snapshot.namespaces,
             nodes: &snapshot.nodes,
         };
         let state = policy::compile(&inputs);
-        let view = NodeView::for_node_ips(&state, &node_addresses()?);
+        let view = NodeView::for_node_ips(&state, &node_ips);
         let script = policy::render_full(&state, &view);
         if self.applied.as_deref() != Some(script.as_str()) {
             podnet_kernel::nft::apply(&script)?;
@@ -97,13 +105,22 @@ impl PolicyEnforcer {
     }
 }
 
-/// Every address of this node (the current network namespace) but loopback and IPv6
-/// link-local: the underlay address pods' `status.hostIPs` name, and the bridge gateway
-/// probes come from.
+/// Every address of this node (the current network namespace) but those on `lo` and IPv6
+/// link-local: the underlay address pods' `status.hostIPs` name, and the bridge gateway probes
+/// come from. Addresses on `lo` are services the node hosts (the node-local DNS takes the
+/// cluster DNS address there), not sources whose traffic is the node's own.
 fn node_addresses() -> Result<Vec<IpAddr>, PolicyError> {
-    let mut ips: Vec<IpAddr> = Netlink::open()?
+    let mut netlink = Netlink::open()?;
+    let loopback: BTreeSet<u32> = netlink
+        .links()?
+        .into_iter()
+        .filter(|l| l.name == "lo")
+        .map(|l| l.index)
+        .collect();
+    let mut ips: Vec<IpAddr> = netlink
         .addresses()?
         .into_iter()
+        .filter(|(index, _)| !loopback.contains(index))
         .map(|(_, net)| net.addr())
         .filter(|ip| match ip {
             IpAddr::V4(v4) => !v4.is_loopback(),
@@ -128,6 +145,86 @@ fn local_pods(state: &PolicyState, view: &NodeView) -> BTreeMap<IpAddr, String> 
                 .map(|ip| (*ip, p.id()))
         })
         .collect()
+}
+
+/// Addresses podnet-cni reported for pods whose `status.podIPs` the agent has not seen yet,
+/// by `(namespace, name)`. Shared between the endpoint and the sync loop.
+#[derive(Debug, Default)]
+pub struct Attachments {
+    pods: RwLock<BTreeMap<(String, String), Vec<IpAddr>>>,
+    generation: AtomicU64,
+}
+
+/// At most this many attachments wait for their pods' status (a node runs a few hundred pods).
+const MAX_ATTACHMENTS: usize = 4096;
+
+// === impl Attachments ===
+
+impl Attachments {
+    /// Records that pod `namespace/name` has `ips` on this node; false when full.
+    pub fn attach(&self, namespace: &str, name: &str, ips: Vec<IpAddr>) -> bool {
+        let Ok(mut pods) = self.pods.write() else {
+            return false;
+        };
+        let key = (namespace.to_owned(), name.to_owned());
+        if pods.len() >= MAX_ATTACHMENTS && !pods.contains_key(&key) {
+            return false;
+        }
+        pods.insert(key, ips);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Changes with every attachment, so the sync loop can wake for it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// `pods`, with the attached addresses (and this node as host) filled in where the status
+    /// has none yet. Attachments whose pod has its own addresses by now, or is gone, are
+    /// dropped.
+    fn fill_in(&self, pods: &[Pod], node_ips: &[IpAddr]) -> Vec<Pod> {
+        let Ok(mut attached) = self.pods.write() else {
+            return pods.to_vec();
+        };
+        let mut still_waiting = BTreeMap::new();
+        let filled = pods
+            .iter()
+            .map(|pod| {
+                let key = (
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.metadata.name.clone().unwrap_or_default(),
+                );
+                let has_ips = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ips.as_ref())
+                    .is_some_and(|ips| !ips.is_empty());
+                match attached.remove(&key) {
+                    Some(ips) if !has_ips => {
+                        let mut pod = pod.clone();
+                        let status = pod.status.get_or_insert_with(Default::default);
+                        // Being (re)started, whatever an earlier failed start left.
+                        status.phase = Some("Pending".to_owned());
+                        status.pod_ip = ips.first().map(IpAddr::to_string);
+                        status.pod_ips =
+                            Some(ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect());
+                        status.host_ips = Some(
+                            node_ips
+                                .iter()
+                                .map(|ip| HostIP { ip: ip.to_string() })
+                                .collect(),
+                        );
+                        still_waiting.insert(key, ips);
+                        pod
+                    }
+                    _ => pod.clone(),
+                }
+            })
+            .collect();
+        *attached = still_waiting;
+        filled
+    }
 }
 
 // === impl Programmed ===
@@ -184,5 +281,49 @@ mod tests {
             Some("x/a")
         );
         assert_eq!(programmed.pod("10.244.2.2".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn attachments_fill_in_pods_without_addresses_until_their_status_has_them() {
+        let attachments = Attachments::default();
+        let before = attachments.generation();
+        assert!(attachments.attach("x", "a", vec!["10.244.1.7".parse().unwrap()]));
+        assert_ne!(attachments.generation(), before);
+        let node: IpAddr = "192.168.100.11".parse().unwrap();
+
+        // A pod whose earlier start failed: no addresses, phase Failed.
+        let mut failed = pod("x", "a", "10.244.1.7", "192.168.100.11");
+        let status = failed.status.as_mut().unwrap();
+        status.pod_ips = None;
+        status.host_ips = None;
+        status.phase = Some("Failed".into());
+        let filled = attachments.fill_in(std::slice::from_ref(&failed), &[node]);
+        let status = filled[0].status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+        assert_eq!(status.pod_ips.as_ref().unwrap()[0].ip, "10.244.1.7");
+        assert_eq!(status.host_ips.as_ref().unwrap()[0].ip, "192.168.100.11");
+        let state = policy::compile(&PolicyInputs {
+            pods: &filled,
+            ..Default::default()
+        });
+        let view = NodeView::for_node_ips(&state, &[node]);
+        assert_eq!(
+            local_pods(&state, &view)
+                .get(&"10.244.1.7".parse().unwrap())
+                .map(String::as_str),
+            Some("x/a")
+        );
+
+        // Once the kubelet wrote the addresses the attachment is no longer needed.
+        let running = pod("x", "a", "10.244.1.7", "192.168.100.11");
+        attachments.fill_in(std::slice::from_ref(&running), &[node]);
+        assert!(
+            attachments.fill_in(&[failed], &[node])[0]
+                .status
+                .as_ref()
+                .unwrap()
+                .pod_ips
+                .is_none()
+        );
     }
 }

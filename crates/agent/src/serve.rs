@@ -2,7 +2,9 @@
 //! format), on its node's localhost like kube-proxy's `:10256`/`:10249`; and
 //! `GET /policy/programmed?ip=ADDR`: 200 with the pod's `namespace/name` once the network
 //! policy ruleset in the kernel accounts for the local pod with that address, else 404 (the
-//! lab's kubelet waits for it before starting a pod's containers).
+//! ADD of podnet-cni waits for it, so a pod's containers never start unprotected); and
+//! `POST /policy/attach?namespace=NS&name=NAME&ip=ADDR[&ip=ADDR]`: podnet-cni's report of a new
+//! pod's addresses, before the API has them.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::policy::Programmed;
+use crate::policy::{Attachments, Programmed};
 
 /// How long after the last successful sync the agent still reports healthy.
 const HEALTHY_FOR: Duration = Duration::from_secs(60);
@@ -49,6 +51,8 @@ pub struct Metrics {
     network_programming: Histogram,
     /// The local pods whose network policy is in the kernel (kept by the policy enforcer).
     pub programmed: Programmed,
+    /// Pods podnet-cni attached, waiting for their policy (`POST /policy/attach`).
+    pub attachments: Attachments,
     /// How long compiling, rendering and applying a changed policy table took.
     pub policy_apply_duration: Histogram,
     /// Local pods the policy table accounts for.
@@ -126,6 +130,7 @@ impl Metrics {
             proxy_last_sync,
             network_programming,
             programmed: Programmed::default(),
+            attachments: Attachments::default(),
             policy_apply_duration,
             policy_pods,
             last_ok_unix: AtomicI64::new(0),
@@ -217,6 +222,7 @@ fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
             metrics.encode(),
         ),
         "/policy/programmed" => programmed(metrics, query),
+        "/policy/attach" if request_line.starts_with("POST ") => attach(metrics, query),
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     };
     let mut stream = stream;
@@ -225,6 +231,56 @@ fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+/// `POST /policy/attach?namespace=NS&name=NAME&ip=ADDR…`: records a pod's addresses.
+fn attach(metrics: &Metrics, query: &str) -> (&'static str, &'static str, String) {
+    let mut namespace = None;
+    let mut name = None;
+    let mut ips = Vec::new();
+    for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        match key {
+            "namespace" => namespace = Some(value),
+            "name" => name = Some(value),
+            "ip" => match value.parse() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => {
+                    return (
+                        "400 Bad Request",
+                        "text/plain",
+                        format!("ip: {value:?} is not an IP address\n"),
+                    );
+                }
+            },
+            _ => {}
+        }
+    }
+    let (Some(namespace), Some(name)) = (
+        namespace.filter(|n| !n.is_empty()),
+        name.filter(|n| !n.is_empty()),
+    ) else {
+        return (
+            "400 Bad Request",
+            "text/plain",
+            "expected ?namespace=NS&name=NAME&ip=ADDRESS\n".to_owned(),
+        );
+    };
+    if ips.is_empty() {
+        return (
+            "400 Bad Request",
+            "text/plain",
+            "expected at least one ip=ADDRESS\n".to_owned(),
+        );
+    }
+    if metrics.attachments.attach(namespace, name, ips) {
+        ("202 Accepted", "text/plain", "attached\n".to_owned())
+    } else {
+        (
+            "503 Service Unavailable",
+            "text/plain",
+            "too many pods waiting for their policy\n".to_owned(),
+        )
+    }
 }
 
 /// `/policy/programmed?ip=ADDR`: whether the policy in the kernel accounts for that pod.

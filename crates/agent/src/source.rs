@@ -41,8 +41,8 @@ pub struct Snapshot {
 pub trait ClusterSource {
     /// The current state.
     fn snapshot(&mut self) -> Result<Snapshot, SourceError>;
-    /// Returns when the state may have changed, or after `timeout`.
-    fn wait_for_change(&mut self, timeout: Duration);
+    /// Returns when the state may have changed (true), or after `timeout` (false).
+    fn wait_for_change(&mut self, timeout: Duration) -> bool;
     /// Publishes this agent's facts on its Node: `annotations` (e.g. the VTEP MAC) and the
     /// `NetworkUnavailable` condition, as flannel and Calico do.
     fn publish_node(
@@ -84,13 +84,17 @@ impl ClusterSource for DirSource {
         })
     }
 
-    fn wait_for_change(&mut self, timeout: Duration) {
+    fn wait_for_change(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
             if self.store.revision().ok() != self.seen {
-                return;
+                return true;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 

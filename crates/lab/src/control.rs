@@ -296,10 +296,19 @@ impl Lab {
             if Instant::now() > deadline {
                 let logs: Vec<String> = pods
                     .iter()
-                    .filter_map(|p| p.metadata.name.as_deref())
-                    .map(|name| {
+                    .filter(|p| !pod_ready(p))
+                    .map(|p| {
+                        let name = p.metadata.name.as_deref().unwrap_or_default();
+                        let status = p.status.as_ref();
                         let log = self.paths.pod_dir("kube-system", name).join("dns.log");
-                        format!("{name}:\n{}", tail(&log))
+                        format!(
+                            "{name} (phase {}, {}):\n{}",
+                            status.and_then(|s| s.phase.as_deref()).unwrap_or("unknown"),
+                            status
+                                .and_then(|s| s.message.as_deref())
+                                .unwrap_or("no message"),
+                            tail(&log)
+                        )
                     })
                     .collect();
                 bail!(

@@ -267,7 +267,6 @@ impl Kubelet {
             &ips,
             &self.paths.netns_etc(&self.node),
         )?;
-        crate::policy_gate::hold_until_isolated(&self.store, &self.node, pod, &ips);
 
         let mut running = RunningPod {
             uid,

@@ -18,7 +18,6 @@ pub mod dns;
 pub mod endpointslices;
 pub mod kubelet;
 pub mod paths;
-pub mod policy_gate;
 pub mod probe;
 mod scheduler;
 pub mod services;

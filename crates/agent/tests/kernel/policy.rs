@@ -41,7 +41,20 @@ fn table(node: &Netns) -> Option<String> {
 #[test]
 fn the_policy_table_is_applied_on_change_only_and_replaced_by_a_restarted_agent() {
     let node = Netns::new("pol");
-    node.ip(&["addr", "add", "192.168.60.11/32", "dev", "lo"]);
+    // The node's address on its underlay link (addresses on `lo` are services it hosts).
+    node.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ]);
+    node.ip(&["addr", "add", "192.168.60.11/24", "dev", "eth0"]);
+    // A service address the node hosts on `lo` (node-local DNS) is not a node address.
+    node.ip(&["addr", "add", "10.96.0.10/32", "dev", "lo"]);
     let metrics = Metrics::new();
 
     let mut enforcer = PolicyEnforcer::new();
@@ -56,6 +69,10 @@ fn the_policy_table_is_applied_on_change_only_and_replaced_by_a_restarted_agent(
     assert!(
         text.contains("192.168.60.11"),
         "node address missing: {text}"
+    );
+    assert!(
+        !text.contains("10.96.0.10"),
+        "an address on lo counted as the node's: {text}"
     );
     let ip = |s: &str| s.parse().unwrap();
     assert_eq!(

@@ -17,6 +17,7 @@
 mod delegate;
 pub mod names;
 pub mod nft;
+mod policy_gate;
 pub mod wire;
 
 use std::fs::File;
@@ -310,7 +311,16 @@ fn add_interface(env: &Env, conf: &NetConf) -> Result<CniResult> {
     })?;
 
     let routes: Vec<(IpNet, Option<IpAddr>)> = ipam.routes.iter().map(|r| (r.dst, r.gw)).collect();
-    match wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules) {
+    let wired = wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules)
+        .and_then(|result| {
+            // The runtime starts the containers once ADD returns: their policy first.
+            if let Some(agent) = conf.policy_gate {
+                let ips: Vec<IpAddr> = addresses.iter().map(|(net, _)| net.addr()).collect();
+                policy_gate::wait_for_policy(env, agent, &ips)?;
+            }
+            Ok(result)
+        });
+    match wired {
         Ok(result) => Ok(result),
         Err(e) if live_before => Err(e),
         Err(e) => {

@@ -137,6 +137,11 @@ pub struct NetConf {
     pub args: StructuredArgs,
     /// `prevResult`, from any supported version.
     pub prev_result: Option<CniResult>,
+    /// `policyGate`: the node agent's endpoint (`host:port`). When set, ADD reports a
+    /// Kubernetes pod's addresses to the agent and returns only once the agent enforces the
+    /// pod's network policy, so no container runs unprotected (Calico's CNI waits for Felix
+    /// the same way).
+    pub policy_gate: Option<std::net::SocketAddr>,
     /// The whole config as received (IPAM parsing needs its own view of it).
     pub raw: Value,
     /// GC's valid attachments: the union of both keys, `None` if neither was present.
@@ -306,6 +311,15 @@ impl NetConf {
 
         let valid_attachments = parse_attachments(&obj)?;
 
+        let policy_gate = match obj.str("policyGate")? {
+            None | Some("") => None,
+            Some(addr) => Some(addr.parse().map_err(|_| {
+                invalid(format!(
+                    "policyGate: {addr:?} is not an address; expected host:port of the node agent, such as \"127.0.0.1:9765\""
+                ))
+            })?),
+        };
+
         Ok(NetConf {
             cni_version,
             name,
@@ -326,6 +340,7 @@ impl NetConf {
             args,
             prev_result,
             valid_attachments,
+            policy_gate,
             raw,
         })
     }

@@ -123,6 +123,14 @@ spec:
     - namespaces: {matchLabels: {ns: z}}
 "#;
 
+/// An Admin-tier ClusterNetworkPolicy over every pod of x whose one ingress rule gives
+/// `action` to traffic from namespace z.
+fn admin_from_z(name: &str, priority: u32, action: &str) -> String {
+    format!(
+        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  tier: Admin\n  priority: {priority}\n  subject:\n    namespaces: {{matchLabels: {{ns: x}}}}\n  ingress:\n  - name: {action}-z\n    action: {action}\n    from:\n    - namespaces: {{matchLabels: {{ns: z}}}}\n"
+    )
+}
+
 type Expect<'a> = &'a dyn Fn(&str, &str) -> bool;
 
 /// For each probe: the model must predict `expect(from, to)` for every pair off the diagonal,
@@ -163,6 +171,40 @@ fn assert_tables(lab: &TestLab, case: &str, probes: &[(&str, Expect<'_>)]) {
         });
         println!("=== {case}\n{}", table.render());
     }
+}
+
+/// The model's table alone, for a probe no real packet can make (SCTP: the lab's kernel has
+/// no SCTP sockets). It must be `expect(from, to)` off the diagonal; returned for comparison.
+fn assert_predicted(
+    lab: &TestLab,
+    case: &str,
+    probe: ProbePort,
+    expect: Expect<'_>,
+) -> check::Reachability {
+    let handle = handle(lab);
+    let state = check::predict(&handle).unwrap();
+    let pods = check::endpoints(&handle).unwrap();
+    // `policy_table` also "probes", but an SCTP probe is never sent (always Blocked): only the
+    // prediction is used.
+    let predicted = check::policy_table(&state, &pods, probe).predicted;
+    let names = &predicted.pods;
+    assert_eq!(
+        names.len(),
+        9,
+        "case {case}: {} pods in the table",
+        names.len()
+    );
+    let wrong: Vec<String> = (0..9)
+        .flat_map(|i| (0..9).map(move |j| (i, j)))
+        .filter(|&(i, j)| i != j && predicted.allowed[i][j] != expect(&names[i], &names[j]))
+        .map(|(i, j)| format!("{} -> {}", names[i], names[j]))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "case {case}: the model does not predict the case's table on {probe} at {wrong:?}:\n{predicted}"
+    );
+    println!("=== {case}\n{probe} predicted (model only, not probed):\n{predicted}");
+    predicted
 }
 
 /// The case's table once more with every destination reached through its pod's Service
@@ -340,6 +382,110 @@ fn network_policy_truth_tables_match_the_model_and_new_pods_start_isolated() {
     );
     delete_policy(&lab, "named-port");
 
+    // Port entries, one policy named "ports" updated in place (same name, changed rule) from
+    // case to case: each table also checks the previous rule is gone.
+    apply(
+        &lab,
+        &policy_x(
+            "ports",
+            "  podSelector: {}\n  ingress:\n  - ports:\n    - {protocol: UDP}\n",
+        ),
+    );
+    assert_tables(
+        &lab,
+        "into x only UDP, any port (protocol-only entry)",
+        &[
+            ("udp/80", all),
+            ("udp/81", all),
+            ("tcp/80", deny_x),
+            ("tcp/81", deny_x),
+        ],
+    );
+    apply(
+        &lab,
+        &policy_x(
+            "ports",
+            "  podSelector: {}\n  ingress:\n  - ports:\n    - {protocol: TCP, port: 80, endPort: 81}\n",
+        ),
+    );
+    assert_tables(
+        &lab,
+        "policy updated in place: into x only TCP 80-81 (endPort), no more UDP",
+        &[
+            ("tcp/80", all),
+            ("tcp/81", all),
+            ("udp/80", deny_x),
+            ("udp/81", deny_x),
+        ],
+    );
+    apply(
+        &lab,
+        &policy_x(
+            "ports",
+            "  podSelector: {}\n  ingress:\n  - ports:\n    - {protocol: TCP, port: 81}\n",
+        ),
+    );
+    assert_tables(
+        &lab,
+        "policy updated in place: into x only TCP 81 (no endPort), 80 no longer in range",
+        &[("tcp/81", all), ("tcp/80", deny_x)],
+    );
+    delete_policy(&lab, "ports");
+
+    // SCTP: the lab's kernel has no SCTP sockets, so no probe can send SCTP. The SCTP cells
+    // are asserted on the model alone (it must never treat SCTP as TCP), the TCP cells with
+    // real probes, and the nft table rendered on x/a's node must match SCTP by itself.
+    apply(
+        &lab,
+        &policy_x(
+            "sctp",
+            "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - ports:\n    - {protocol: TCP, port: 80}\n    - {protocol: SCTP, port: 81}\n",
+        ),
+    );
+    let not_into_xa: Expect<'_> = &|_, to| to != "x/a";
+    let case = "into x/a only TCP 80 and SCTP 81";
+    assert_tables(&lab, case, &[("tcp/80", all), ("tcp/81", not_into_xa)]);
+    let sctp = |port| ProbePort {
+        protocol: check::Protocol::Sctp,
+        port,
+    };
+    let sctp80 = assert_predicted(&lab, case, sctp(80), not_into_xa);
+    let sctp81 = assert_predicted(&lab, case, sctp(81), all);
+    let tcp = |port| {
+        let state = check::predict(&handle(&lab)).unwrap();
+        let pods = check::endpoints(&handle(&lab)).unwrap();
+        check::policy_table(&state, &pods, format!("tcp/{port}").parse().unwrap()).predicted
+    };
+    assert_ne!(sctp80, tcp(80), "SCTP 80 predicted like TCP 80");
+    assert_ne!(sctp81, tcp(81), "SCTP 81 predicted like TCP 81");
+    let node_of = |pod: &str| {
+        pods.iter()
+            .find(|(name, _, _)| name == pod)
+            .map(|(_, node, _)| node.clone())
+            .unwrap()
+    };
+    let xa_node = node_of("x/a");
+    let nft_table =
+        |node: &str| text(&lab.exec_in(node, &["nft", "list", "table", "inet", "podnet_policy"]));
+    let rules = lab.eventually("x/a's node renders the SCTP rule", 20, || {
+        let rules = nft_table(&xa_node);
+        if rules.contains("sctp dport 81") && rules.contains("tcp dport 80") {
+            Ok(rules)
+        } else {
+            Err(format!("no `sctp dport 81` on {xa_node}:\n{rules}"))
+        }
+    });
+    assert!(!rules.contains("sctp dport 80"), "{rules}");
+    println!("=== {case}: nft on {xa_node}\n{rules}");
+    for (_, node, _) in pods.iter().filter(|(_, node, _)| *node != xa_node) {
+        let rules = nft_table(node);
+        assert!(
+            !rules.contains("sctp"),
+            "{node} has no pod the policy selects, yet matches SCTP:\n{rules}"
+        );
+    }
+    delete_policy(&lab, "sctp");
+
     let xb = ip_of("x/b");
     apply(
         &lab,
@@ -399,6 +545,60 @@ fn network_policy_truth_tables_match_the_model_and_new_pods_start_isolated() {
     delete(&lab, "cnp", "baseline-y");
 
     delete_policy(&lab, "by-labels");
+
+    // Admin priorities: two Admin policies select every pod of x with opposite actions for
+    // namespace z; the lower priority number is evaluated first and decides. A NetworkPolicy
+    // in x allows y and z/b, so Accept, Deny and Pass each give a different table.
+    apply(
+        &lab,
+        &policy_x(
+            "np-x",
+            "  podSelector: {}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {ns: y}}\n    - namespaceSelector: {matchLabels: {ns: z}}\n      podSelector: {matchLabels: {pod: b}}\n",
+        ),
+    );
+    apply(
+        &lab,
+        &[
+            admin_from_z("z-first", 10, "Deny"),
+            admin_from_z("z-second", 20, "Accept"),
+        ]
+        .join("---\n"),
+    );
+    assert_tables(
+        &lab,
+        "Admin priorities: Deny z (priority 10) wins over Accept z (priority 20), also over \
+         the NetworkPolicy allowing z/b",
+        &[("tcp/80", &|from, to| ns_of(to) != "x" || ns_of(from) == "y")],
+    );
+    apply(
+        &lab,
+        &[
+            admin_from_z("z-first", 20, "Deny"),
+            admin_from_z("z-second", 10, "Accept"),
+        ]
+        .join("---\n"),
+    );
+    assert_tables(
+        &lab,
+        "Admin priorities swapped: Accept z (priority 10) wins over Deny z (priority 20), \
+         and over the NetworkPolicy",
+        &[("tcp/80", &|from, to| {
+            ns_of(to) != "x" || ns_of(from) == "y" || ns_of(from) == "z"
+        })],
+    );
+    apply(&lab, &admin_from_z("z-second", 10, "Pass"));
+    assert_tables(
+        &lab,
+        "Admin Pass z (priority 10): the Admin tier's Deny z (priority 20) is skipped, the \
+         NetworkPolicy decides (y and z/b)",
+        &[("tcp/80", &|from, to| {
+            ns_of(to) != "x" || ns_of(from) == "y" || from == "z/b"
+        })],
+    );
+    delete(&lab, "cnp", "z-first");
+    delete(&lab, "cnp", "z-second");
+    delete_policy(&lab, "np-x");
+
     assert_tables(
         &lab,
         "every policy deleted: everything allowed again",
