@@ -1,9 +1,8 @@
 //! The nft rendering: a golden of a representative ruleset, its shape, and the kernel's own
 //! check (`nft -c` in a throwaway network namespace) when it can run.
 
+use crate::nft_check::{can_check, nft_check};
 use std::collections::BTreeSet;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -111,43 +110,6 @@ fn rendering_is_deterministic() {
     shuffled.cnps.reverse();
     let (a, b) = (w.state(), shuffled.state());
     assert_eq!(render_full(&a, &node1(&a)), render_full(&b, &node1(&b)));
-}
-
-pub(super) fn can_check() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let has = |tool: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    root && has("nft") && has("unshare")
-}
-
-/// `nft -c -f -` in a new network namespace: the kernel validates, then discards.
-pub(super) fn nft_check(script: &str) -> Result<(), String> {
-    let mut child = Command::new("unshare")
-        .args(["--net", "nft", "-c", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(script.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 #[test]

@@ -60,9 +60,9 @@ fn thousand_pods_and_policies() {
         script.len(),
         state.peer_sets.len()
     );
-    if super::render::can_check() {
+    if crate::nft_check::can_check() {
         let start = Instant::now();
-        let checked = super::render::nft_check(&script);
+        let checked = crate::nft_check::nft_check(&script);
         eprintln!(
             "nft -c: {:?} in {:?}",
             checked.map_err(|e| e.len()),

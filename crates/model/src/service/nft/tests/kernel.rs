@@ -3,8 +3,7 @@
 //! this machine is touched. Runs only as root with `nft` and `unshare` installed; skipped
 //! (with a note) otherwise.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use crate::nft_check::{can_check, nft_check};
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
@@ -13,43 +12,6 @@ use crate::service::testutil::generate::{cluster, objects};
 use crate::service::testutil::ruleset::Ruleset;
 use crate::service::testutil::*;
 use crate::service::{IpFamily, compile, render_diff, render_full, render_prune};
-
-fn can_check() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let has = |tool: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    root && has("nft") && has("unshare")
-}
-
-/// `nft -c -f -` in a new network namespace.
-fn nft_check(script: &str) -> Result<(), String> {
-    let mut child = Command::new("unshare")
-        .args(["--net", "nft", "-c", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(script.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 #[test]
 fn the_kernel_accepts_full_renders_diffs_and_prunes() {
