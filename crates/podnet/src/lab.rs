@@ -375,7 +375,7 @@ fn demo(lab: &Lab, backend: &str) -> Result<u8> {
     let matrix = check::probe_all(&check::endpoints(lab)?);
     print!("{}", matrix.render());
     println!(
-        "\nThe lab stays up. Try:\n  podnet lab get pods -o wide\n  podnet lab exec default/web-0 -- ip route\n  podnet lab exec node/node-1 -- ip route\n  podnet lab exec node/node-1 -- bridge fdb show dev podnet.1\n  podnet lab down"
+        "\nThe lab stays up. Try:\n  podnet lab get pods -o wide\n  podnet lab exec default/web-0 -- ip route\n  podnet lab exec node/node-1 -- ip route\n  podnet lab exec node/node-1 -- bridge fdb show dev podnet.1\n  podnet lab exec default/client -- dig +search +short web\n  podnet lab exec node/node-1 -- nft list table ip podnet_services\n  podnet lab down"
     );
     Ok(u8::from(matrix.failures() > 0))
 }
