@@ -159,14 +159,21 @@ fn apply(lab: &TestLab, manifest: &str) {
     assert!(out.status.success(), "apply: {}", text(&out));
 }
 
-/// The ready endpoints of Service `web`, by pod name.
-fn ready_endpoints(lab: &TestLab) -> BTreeSet<String> {
+/// Every endpoint of Service `web`, as its slices list them.
+fn web_endpoints(lab: &TestLab) -> Vec<serde_json::Value> {
     lab.get_json(&["endpointslices"])["items"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "web")
         .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The ready endpoints of Service `web`, by pod name.
+fn ready_endpoints(lab: &TestLab) -> BTreeSet<String> {
+    web_endpoints(lab)
+        .iter()
         .filter(|e| e["conditions"]["ready"] == true)
         .filter_map(|e| e["targetRef"]["name"].as_str().map(str::to_owned))
         .collect()
@@ -174,12 +181,8 @@ fn ready_endpoints(lab: &TestLab) -> BTreeSet<String> {
 
 /// Every endpoint of Service `web` (ready or not), by pod name.
 fn all_endpoints(lab: &TestLab) -> BTreeSet<String> {
-    lab.get_json(&["endpointslices"])["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "web")
-        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+    web_endpoints(lab)
+        .iter()
         .filter_map(|e| e["targetRef"]["name"].as_str().map(str::to_owned))
         .collect()
 }
@@ -265,12 +268,8 @@ fn restarting_agents_under_a_client_loop_fails_no_request() {
 
 /// The addresses of Service `web`'s ready endpoints.
 fn ready_addresses(lab: &TestLab) -> BTreeSet<String> {
-    lab.get_json(&["endpointslices"])["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "web")
-        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+    web_endpoints(lab)
+        .iter()
         .filter(|e| e["conditions"]["ready"] == true)
         .filter_map(|e| e["addresses"][0].as_str().map(str::to_owned))
         .collect()
