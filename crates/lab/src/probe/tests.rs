@@ -97,14 +97,18 @@ fn http_probes_succeed_on_2xx_and_3xx_only() {
             .into_iter()
             .zip(listener.incoming())
         {
-            let mut stream = stream.unwrap();
+            let stream = stream.unwrap();
             let mut reader = BufReader::new(&stream);
             let mut request = String::new();
             while !request.ends_with("\r\n\r\n") {
                 reader.read_line(&mut request).unwrap();
             }
             assert!(request.starts_with("GET /healthz HTTP/1.1"), "{request}");
-            write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
+            let mut writer = &stream;
+            write!(writer, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
+            // Close only after the prober did: closing with anything unread would reset the
+            // connection under the prober's read.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
         }
     });
     let probe = |_| http_get("127.0.0.1", port, "/healthz", &[], Duration::from_secs(2));
