@@ -1,6 +1,6 @@
 //! The service proxy at scale: N Services × 10 endpoints (N = 100, 1k, 10k, 30k) programmed
-//! into a throwaway node namespace exactly as the agent programs them (compile, render, one
-//! `nft -f -` transaction), and in the same run:
+//! into a throwaway node namespace exactly as the agent programs them (compile, render, then
+//! rules through `nft -f -` and elements through netlink), and in the same run:
 //!
 //! - full sync time (compile + render + load), and the load alone;
 //! - one added Service and one changed endpoint applied as a diff on top of N;
@@ -18,6 +18,7 @@
 //! Usage: `services-scale [--sizes 100,1000,10000,30000] [--connects 2000] [--seconds 3]`.
 //! Needs root; everything happens in throwaway namespaces removed at exit.
 
+use podnet_agent::services::apply_transaction;
 use podnet_bench::{percentile, rss_kib, wait_reachable};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -124,15 +125,22 @@ fn main() -> Result<()> {
         let (services, slices) = generate(n);
         let started = Instant::now();
         let state = service::compile(&services, &slices, &facts);
-        let script = service::render_full(&state);
+        let transaction = service::render_full(&state);
         let loaded = Instant::now();
-        lab.node
-            .run(|| podnet_kernel::nft::apply(&script))
+        let steps = lab
+            .node
+            .run(|| apply_transaction(&transaction))
             .context("loading the full ruleset")?;
+        eprintln!(
+            "N={n}: {} elements; rules {:.1} ms, elements {:.1} ms",
+            transaction.elements.len(),
+            ms(steps.rules),
+            ms(steps.elements)
+        );
         let load = loaded.elapsed();
         let sync = started.elapsed();
         let mem_mib = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
-        drop(script);
+        drop(transaction);
 
         let add = timed_change(&lab, &state, &facts, &services, &slices, Change::AddService)?;
         let ep = timed_change(
@@ -395,12 +403,12 @@ fn timed_change(
     let changed = service::compile(&services, &slices, facts);
     let diff = service::render_diff(state, &changed);
     lab.node
-        .run(|| podnet_kernel::nft::apply(&diff))
+        .run(|| apply_transaction(&diff))
         .context("applying one change")?;
     let took = started.elapsed();
     let back = service::render_diff(&changed, state);
     lab.node
-        .run(|| podnet_kernel::nft::apply(&back))
+        .run(|| apply_transaction(&back))
         .context("undoing the change")?;
     Ok(took)
 }

@@ -1,21 +1,24 @@
 //! The service proxy: Services and EndpointSlices in, nftables rules out, as kube-proxy's
 //! nftables mode does it (the pure part is `podnet_model::service`).
 //!
-//! The first sync after start renders the whole tables in one transaction: the tables are
-//! emptied and refilled atomically, so a restarted agent adopts what a previous one left
-//! without a moment in which Services are missing. Later syncs send only the difference to the
-//! last state applied. After each sync, UDP conntrack entries that still lead to endpoints that
+//! The first sync after start renders the whole tables: their chains are rewritten in one
+//! `nft -f` transaction, then their sets and maps emptied and refilled in one netlink
+//! transaction, so a restarted agent adopts what a previous one left without a moment in
+//! which Services are missing (between the two, the new rules run on the old elements).
+//! Later syncs send only the difference to the last state applied: usually a few elements. After each sync, UDP conntrack entries that still lead to endpoints that
 //! no longer serve are deleted, so a DNS-like client does not keep sending into the void.
 
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
-use podnet_kernel::conntrack;
+use podnet_kernel::nft_elements::{self, ElementData, NftFamily, SetOp, TableOps, Verdict};
+use podnet_kernel::{conntrack, nft};
 use podnet_model::service::{
-    self, ConntrackEntry, HealthCheck, NodeFacts, Protocol, ServiceName, ServiceState, StaleFlow,
+    self, ConntrackEntry, Element, ElementChange, HealthCheck, IpFamily, MapVerdict, NodeFacts,
+    Protocol, ServiceName, ServiceState, StaleFlow, Transaction, Value,
 };
 use tracing::{debug, info, warn};
 
@@ -60,12 +63,17 @@ impl ServiceProxy {
             self.observe_triggers(slices, metrics);
             return Ok(());
         }
-        let script = match &self.applied {
+        let transaction = match &self.applied {
             None => service::render_full(&state),
             Some(old) => service::render_diff(old, &state),
         };
-        if !script.is_empty() {
-            podnet_kernel::nft::apply(&script).map_err(|e| ProxyError(e.to_string()))?;
+        if !transaction.is_empty() {
+            if let Err(e) = apply_transaction(&transaction) {
+                // A step may have landed before another failed: only a full sync knows
+                // what to do from any table.
+                self.applied = None;
+                return Err(e);
+            }
             if self.applied.is_none() {
                 info!(services = state.services.len(), "service rules adopted");
             }
@@ -120,6 +128,102 @@ impl ServiceProxy {
             .iter()
             .flat_map(|state| &state.services)
             .filter_map(|s| Some((&s.name, s.health_check?)))
+    }
+}
+
+/// How long each step of a transaction took.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepTimes {
+    /// The `nft -f` script: declarations and rules.
+    pub rules: Duration,
+    /// The netlink transaction: elements.
+    pub elements: Duration,
+    /// The `nft -f` cleanup.
+    pub cleanup: Duration,
+}
+
+/// Applies a sync's three steps in order (see [`Transaction`]): the rules through `nft -f`,
+/// the elements through netlink, the removals through `nft -f`.
+pub fn apply_transaction(transaction: &Transaction) -> Result<StepTimes, ProxyError> {
+    let mut times = StepTimes::default();
+    let started = Instant::now();
+    if !transaction.script.is_empty() {
+        nft::apply(&transaction.script).map_err(|e| ProxyError(e.to_string()))?;
+    }
+    times.rules = started.elapsed();
+    let started = Instant::now();
+    if !transaction.elements.is_empty() {
+        nft_elements::apply(&element_ops(&transaction.elements))
+            .map_err(|e| ProxyError(e.to_string()))?;
+    }
+    times.elements = started.elapsed();
+    let started = Instant::now();
+    if !transaction.cleanup.is_empty() {
+        nft::apply(&transaction.cleanup).map_err(|e| ProxyError(e.to_string()))?;
+    }
+    times.cleanup = started.elapsed();
+    debug!(
+        rules_ms = times.rules.as_secs_f64() * 1e3,
+        elements = transaction.elements.len(),
+        elements_ms = times.elements.as_secs_f64() * 1e3,
+        cleanup_ms = times.cleanup.as_secs_f64() * 1e3,
+        "service transaction applied"
+    );
+    Ok(times)
+}
+
+/// The element changes as netlink set operations, per table, in order; runs of changes of
+/// one kind to one set become one operation.
+fn element_ops(changes: &[ElementChange]) -> Vec<TableOps> {
+    let mut tables: Vec<TableOps> = [NftFamily::Ip, NftFamily::Ip6]
+        .into_iter()
+        .map(|family| TableOps {
+            family,
+            table: service::TABLE.to_owned(),
+            ops: Vec::new(),
+        })
+        .collect();
+    for change in changes {
+        let (family, set) = match change {
+            ElementChange::Flush { family, set } => (*family, *set),
+            ElementChange::Add(e) | ElementChange::Delete(e) => (e.family, e.set),
+        };
+        let ops = &mut tables[usize::from(family == IpFamily::V6)].ops;
+        match (change, ops.last_mut()) {
+            (ElementChange::Add(e), Some(SetOp::Add { set: s, elements })) if s == set => {
+                elements.push(kernel_element(e));
+            }
+            (ElementChange::Delete(e), Some(SetOp::Delete { set: s, keys })) if s == set => {
+                keys.push(service::encode_fields(&e.key));
+            }
+            (ElementChange::Add(e), _) => ops.push(SetOp::Add {
+                set: set.to_owned(),
+                elements: vec![kernel_element(e)],
+            }),
+            (ElementChange::Delete(e), _) => ops.push(SetOp::Delete {
+                set: set.to_owned(),
+                keys: vec![service::encode_fields(&e.key)],
+            }),
+            (ElementChange::Flush { .. }, _) => ops.push(SetOp::Flush {
+                set: set.to_owned(),
+            }),
+        }
+    }
+    tables.retain(|t| !t.ops.is_empty());
+    tables
+}
+
+fn kernel_element(e: &Element) -> nft_elements::Element {
+    nft_elements::Element {
+        key: service::encode_fields(&e.key),
+        data: e.value.as_ref().map(|v| match v {
+            Value::Fields(fields) => ElementData::Value(service::encode_fields(fields)),
+            Value::Verdict(MapVerdict::Drop) => ElementData::Verdict(Verdict::Drop),
+            Value::Verdict(MapVerdict::Goto(chain)) => {
+                ElementData::Verdict(Verdict::Goto(chain.clone()))
+            }
+        }),
+        comment: e.comment.clone(),
     }
 }
 

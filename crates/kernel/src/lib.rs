@@ -9,4 +9,5 @@ pub mod conntrack;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod nft_elements;
 pub mod sysctl;

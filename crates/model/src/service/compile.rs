@@ -402,6 +402,7 @@ fn candidates_by_port<'a>(
                     ip: raw.ip,
                     port: port.port,
                     is_local: raw.is_local,
+                    node_known: raw.node_known,
                 },
                 raw,
             }));

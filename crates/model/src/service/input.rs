@@ -96,6 +96,7 @@ pub(crate) struct SlicePort {
 pub(crate) struct RawEndpoint {
     pub(crate) ip: IpAddr,
     pub(crate) is_local: bool,
+    pub(crate) node_known: bool,
     pub(crate) ready: bool,
     pub(crate) serving: bool,
     pub(crate) terminating: bool,
@@ -485,6 +486,7 @@ pub(crate) fn read_slice(
         endpoints.push(RawEndpoint {
             ip,
             is_local: !node_name.is_empty() && ep.node_name.as_deref() == Some(node_name),
+            node_known: ep.node_name.as_deref().is_some_and(|n| !n.is_empty()),
             // Unset conditions mean ready and serving, and not terminating (API docs).
             ready: conditions.and_then(|c| c.ready).unwrap_or(true),
             serving: conditions.and_then(|c| c.serving).unwrap_or(true),

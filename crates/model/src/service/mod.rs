@@ -49,12 +49,17 @@
 //!
 //! # Where the nft rules differ from kube-proxy's
 //!
-//! Same tables-per-family, maps, chains and masquerade marks, except: tables are
-//! `ip`/`ip6 podnet_services`; an endpoint is chosen by a cascade of `numgen random mod k`
-//! rules instead of an anonymous `numgen … vmap` per Service (each such map slows the
-//! kernel's check of every jump in the table: 10k Services × 10 endpoints loaded in 3
-//! minutes with them, 7.6 s without, on kernel 6.18); chain names carry no hash prefix;
-//! affinity set names carry their timeout (a set's timeout cannot change in place).
+//! Same tables-per-family, maps, base chains and masquerade marks, except: a Service port
+//! without affinity, source ranges or a Local external policy gets no chain of its own:
+//! its frontends lead to a chain shared by all ports with its protocol and endpoint count,
+//! which DNATs through a `frontend . port . random slot → endpoint` map (so a Service is
+//! only map elements, and 30k of them load in seconds rather than minutes); elements go to
+//! the kernel over netlink rather than through `nft`; where chains remain, an endpoint is
+//! chosen by a cascade of `numgen random mod k` rules instead of an anonymous
+//! `numgen … vmap` per Service (each such map slows the kernel's check of every jump in
+//! the table: 10k Services × 10 endpoints loaded in 3 minutes with them); chain names
+//! carry no hash prefix; affinity set names carry their timeout (a set's timeout cannot
+//! change in place).
 //!
 //! Not covered yet: incremental compile (`compile` always reads every object),
 //! `service.kubernetes.io/topology-mode` (the EndpointSlice controller's concern),
@@ -78,7 +83,10 @@ pub use compile::compile;
 pub use conntrack::{ConntrackEntry, StaleFlow, stale_udp_flows};
 pub use health::{health_check_headers, health_check_response};
 pub use input::NodeFacts;
-pub use nft::{TABLE, render_diff, render_full, render_prune};
+pub use nft::{
+    Element, ElementChange, Field, MapVerdict, TABLE, Transaction, Value, encode_fields,
+    render_diff, render_full, render_prune,
+};
 pub use state::{
     Dispatch, Endpoint, ExternalDispatch, HealthCheck, InternalDispatch, IpFamily, NodeView,
     Protocol, ServiceEntry, ServiceName, ServicePortName, ServicePortState, ServiceState,

@@ -1,41 +1,50 @@
-//! Rendering a [`ServiceState`] as nft scripts for `nft -f -`: the service proxy's tables,
-//! built the way kube-proxy's nftables mode builds its own (KEP-3866).
+//! Rendering a [`ServiceState`] as nftables changes: the service proxy's tables, laid out
+//! the way kube-proxy's nftables mode lays out its own (KEP-3866), except that most Service
+//! ports are data rather than chains.
 //!
 //! Two tables, `ip podnet_services` and `ip6 podnet_services`, one per family, as kube-proxy
 //! has one per proxier: a family's maps are keyed by that family's addresses and its chains
 //! DNAT to that family's endpoints, so nothing in one table ever refers to the other, and
-//! names and rules need no family suffix. (An `inet` table would need a v4 and a v6 copy of
-//! every map, and family-suffixed chains, to say the same.) Both are written in one script,
-//! so one `nft -f` applies them in one atomic transaction.
+//! names and rules need no family suffix.
 //!
 //! Per table:
 //! - base chains at kube-proxy's priorities (see `layout::BASE_CHAINS`);
 //! - verdict maps for O(1) dispatch whatever the Service count: `service-ips`
 //!   (`addr . proto . port`: ClusterIPs, externalIPs, load-balancer IPs) and
 //!   `service-nodeports` (`proto . port`, on addresses in `nodeport-ips`), each element a
-//!   `goto` to the port's chain;
-//! - per Service port: `service-…` (Cluster policy) and `local-…` (Local policy) chains
-//!   choosing an endpoint at random, after the affinity checks, with a cascade of
-//!   `numgen random mod k == 0 goto endpoint-…` rules rather than kube-proxy's anonymous
-//!   `numgen … vmap` (see `service::PortWriter::policy_rules` for why: load time);
+//!   `goto` to the chain that picks the endpoint;
+//! - for most ports that chain is a shared group chain (`lb-<kind>-<proto>-<endpoints>`,
+//!   see `groups`) DNATing through the `backends-<proto>` / `nodeport-backends-<proto>`
+//!   maps (`frontend . port . numgen random mod n : endpoint . port`), with the `hairpin`
+//!   set for pods reaching themselves: a Service is then only elements;
+//! - ports with ClientIP affinity, `loadBalancerSourceRanges` or `externalTrafficPolicy:
+//!   Local` keep kube-proxy's chains of their own: `service-…` (Cluster policy) and
+//!   `local-…` (Local policy) choosing an endpoint after the affinity checks, with a
+//!   cascade of `numgen random mod k == 0 goto endpoint-…` rules rather than kube-proxy's
+//!   anonymous `numgen … vmap` (see `service::PortWriter::policy_rules` for why: load time);
 //!   `external-…` for NodePort/externalIP/LB traffic (masquerade, or eTP Local's
-//!   short-circuits); `firewall-…` for `loadBalancerSourceRanges`;
-//! - per endpoint: `endpoint-…` (hairpin masquerade mark, affinity update, `dnat to`) and,
-//!   with ClientIP affinity, a dynamic set `affinity-…` with a timeout;
+//!   short-circuits); `firewall-…` for `loadBalancerSourceRanges`; per endpoint
+//!   `endpoint-…` (hairpin masquerade mark, affinity update, `dnat to`) and a dynamic set
+//!   `affinity-…` with a timeout;
 //! - `no-endpoint-services` / `no-endpoint-nodeports` verdict maps (`drop`, or `goto
 //!   reject-chain`) checked after DNAT in the filter chains, `cluster-ips` for undefined
 //!   ports, the Service CIDRs for unallocated cluster IPs;
 //! - masquerade as kube-proxy does it: `mark-for-masquerade` sets bit 0x4000,
 //!   `masquerading` (postrouting) masquerades marked packets and clears the bit.
 //!
-//! [`render_full`] declares everything and replaces the contents in one transaction (it also
-//! adopts a table a previous run left: nothing is deleted before its replacement exists, so
+//! A sync is a [`Transaction`] of three atomic steps: an `nft -f` script (declarations and
+//! rules), the element changes (sent as netlink messages by the agent: at 30k Services
+//! they are 600k elements, which `nft` would spend seconds parsing), and an `nft -f`
+//! cleanup. [`render_full`] declares everything and replaces the contents (it also adopts
+//! a table a previous run left: nothing is deleted before its replacement exists, so
 //! traffic never sees a gap). [`render_diff`] changes only what differs between two states:
 //! map elements added and removed one by one, chains of changed Service ports rewritten,
 //! removed chains deleted after the elements and rules that referred to them. That needs
 //! kernel ≥ 6.2 (older kernels notice unreferenced chains late; kube-proxy defers the
 //! deletion there).
 
+mod elements;
+mod groups;
 mod layout;
 mod names;
 mod objects;
@@ -43,12 +52,14 @@ mod script;
 mod service;
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 
-use super::state::{IpFamily, ServiceState};
+use super::state::{IpFamily, Protocol, ServiceState};
+pub use elements::{Element, ElementChange, Field, MapVerdict, Value, encode_fields};
+use groups::{Group, backends_map, nodeport_backends_map, port_groups};
 use layout::{
-    BASE_CHAINS, CLUSTER_IPS, FIREWALL_IPS, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
+    BASE_CHAINS, CLUSTER_IPS, FIREWALL_IPS, HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
     NODEPORT_IPS, SERVICE_IPS, SERVICE_NODEPORTS, fixed_objects,
 };
 use objects::{Objects, Phases};
@@ -58,22 +69,50 @@ use service::service_objects;
 /// The name of both tables (`ip podnet_services`, `ip6 podnet_services`).
 pub const TABLE: &str = "podnet_services";
 
-/// The whole ruleset: declares both tables, empties them and fills them again, in one
-/// transaction. Applied over a table a previous run (of any state) left, the result is the
-/// new state plus, at most, empty chains and affinity sets of Services gone since; see
-/// [`render_prune`].
-pub fn render_full(state: &ServiceState) -> String {
-    // About 600 bytes per Service port and 450 per endpoint (its chain, its rules and its
-    // line in the policy chain): one allocation for most scripts.
-    let (ports, endpoints) = state.ports().fold((0, 0), |(p, e), port| {
-        (
-            p + 1,
-            e + port.cluster_endpoints.len() + port.local_endpoints.len(),
-        )
-    });
-    let mut out = String::with_capacity(8192 + ports * 600 + endpoints * 450);
+/// One sync's changes, in three steps applied in order: `script` (an `nft -f` transaction:
+/// tables, chains, rules, set declarations), then `elements` (one transaction, through
+/// netlink or as nft text), then `cleanup` (`nft -f`: chains and sets nothing refers to any
+/// more). Each step is atomic, and every state between them serves traffic as well as the
+/// state before or after: the script only adds or rewrites what the new elements need, the
+/// cleanup only removes what the old elements needed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transaction {
+    /// Declarations and rules.
+    pub script: String,
+    /// Set and map element changes.
+    pub elements: Vec<ElementChange>,
+    /// Removals.
+    pub cleanup: String,
+}
+
+impl Transaction {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.script.is_empty() && self.elements.is_empty() && self.cleanup.is_empty()
+    }
+
+    /// The whole transaction as one nft script (for `nft -f`, `nft -c` and tests).
+    pub fn to_script(&self) -> String {
+        let mut out = String::with_capacity(
+            self.script.len() + self.cleanup.len() + self.elements.len() * 96,
+        );
+        out.push_str(&self.script);
+        for change in &self.elements {
+            change.write_nft(&mut out);
+        }
+        out.push_str(&self.cleanup);
+        out
+    }
+}
+
+/// The whole ruleset: declares both tables and every chain, empties and refills the chains,
+/// then empties and refills every set and map (affinity sets keep their clients). Applied
+/// over a table a previous run (of any state) left, the result is the new state plus, at
+/// most, chains and affinity sets nothing uses any more; see [`render_prune`].
+pub fn render_full(state: &ServiceState) -> Transaction {
+    let mut script = String::with_capacity(16384);
     for f in IpFamily::ALL {
-        write_table_frame(&mut out, f);
+        write_table_frame(&mut script, f);
     }
     let fixed = fixed_objects(&state.node);
     let base: HashSet<&str> = BASE_CHAINS.iter().map(|b| b.0).collect();
@@ -82,59 +121,81 @@ pub fn render_full(state: &ServiceState) -> String {
         .iter()
         .filter(|c| !base.contains(c.name.as_str()))
     {
-        script::command(&mut out, "add", "chain", chain.family, &chain.name);
+        chain.write_declare(&mut script);
     }
     for chain in &fixed.chains {
-        for rule in &chain.rules {
-            script::add_rule(&mut out, chain.family, &chain.name, rule);
+        chain.write_rules(&mut script);
+    }
+    let ports = state.ports().count();
+    let mut elements = Vec::with_capacity(ports * 16);
+    for f in IpFamily::ALL {
+        for set in managed_sets() {
+            elements.push(ElementChange::Flush { family: f, set });
         }
     }
-    for element in &fixed.elements {
-        element.write_add(&mut out);
-    }
+    elements.extend(fixed.elements.into_iter().map(ElementChange::Add));
+    let mut groups = BTreeSet::new();
     for entry in &state.services {
-        service_objects(entry, &state.node).write_add(&mut out);
+        let objects = service_objects(entry, &state.node);
+        groups.extend(objects.groups.iter().copied());
+        objects.write_add(&mut script, &mut elements);
     }
-    out
+    for group in groups {
+        let chain = group.chain(&state.node);
+        chain.write_declare(&mut script);
+        chain.write_rules(&mut script);
+    }
+    Transaction {
+        script,
+        elements,
+        cleanup: String::new(),
+    }
 }
 
 /// The transaction turning a table that holds `old` into one that holds `new`, touching
 /// only what differs. Empty when nothing does.
-pub fn render_diff(old: &ServiceState, new: &ServiceState) -> String {
+pub fn render_diff(old: &ServiceState, new: &ServiceState) -> Transaction {
     let mut phases = Phases::default();
     let node_changed = old.node != new.node;
     if node_changed {
         phases.diff(&fixed_objects(&old.node), &fixed_objects(&new.node));
     }
+    // Groups the changed Services leave and join.
+    let mut left = BTreeSet::new();
+    let mut joined = BTreeSet::new();
+    let mut diff = |phases: &mut Phases, o: Option<Objects>, n: Option<Objects>| {
+        let (o, n) = (o.unwrap_or_default(), n.unwrap_or_default());
+        left.extend(o.groups.iter().filter(|g| !n.groups.contains(g)).copied());
+        joined.extend(n.groups.iter().filter(|g| !o.groups.contains(g)).copied());
+        phases.diff(&o, &n);
+    };
     // Both lists are sorted by name: walk them together.
     let (mut i, mut j) = (0, 0);
-    let empty = Objects::default();
     loop {
+        let old_objects = |i: usize| service_objects(&old.services[i], &old.node);
+        let new_objects = |j: usize| service_objects(&new.services[j], &new.node);
         match (old.services.get(i), new.services.get(j)) {
             (None, None) => break,
-            (Some(o), None) => {
-                phases.diff(&service_objects(o, &old.node), &empty);
+            (Some(_), None) => {
+                diff(&mut phases, Some(old_objects(i)), None);
                 i += 1;
             }
-            (None, Some(n)) => {
-                phases.diff(&empty, &service_objects(n, &new.node));
+            (None, Some(_)) => {
+                diff(&mut phases, None, Some(new_objects(j)));
                 j += 1;
             }
             (Some(o), Some(n)) => match o.name.cmp(&n.name) {
                 Ordering::Less => {
-                    phases.diff(&service_objects(o, &old.node), &empty);
+                    diff(&mut phases, Some(old_objects(i)), None);
                     i += 1;
                 }
                 Ordering::Greater => {
-                    phases.diff(&empty, &service_objects(n, &new.node));
+                    diff(&mut phases, None, Some(new_objects(j)));
                     j += 1;
                 }
                 Ordering::Equal => {
                     if node_changed || o != n {
-                        phases.diff(
-                            &service_objects(o, &old.node),
-                            &service_objects(n, &new.node),
-                        );
+                        diff(&mut phases, Some(old_objects(i)), Some(new_objects(j)));
                     }
                     i += 1;
                     j += 1;
@@ -142,13 +203,60 @@ pub fn render_diff(old: &ServiceState, new: &ServiceState) -> String {
             },
         }
     }
+    if node_changed {
+        // Group chains' rules depend on the node: rewrite every one in use.
+        joined.extend(all_groups(new));
+        left.extend(all_groups(old));
+    }
+    for group in &joined {
+        if node_changed || !groups::used(old.ports(), group) {
+            let chain = group.chain(&new.node);
+            chain.write_declare(&mut phases.add_chains);
+            chain.write_rules(&mut phases.write_rules);
+        }
+    }
+    for group in &left {
+        if !groups::used(new.ports(), group) {
+            script::command(
+                &mut phases.delete_chains,
+                "delete",
+                "chain",
+                group.family,
+                &group.chain_name(),
+            );
+        }
+    }
     phases.finish()
 }
 
-/// Deletes the per-Service chains and affinity sets a table holds that `state` does not:
-/// leftovers of Services removed while no diff ran (before a restart). `chains` and `sets`
-/// are the table's current names in `family` (`nft -j list table`); fixed chains are never
-/// deleted. Run it after [`render_full`], which leaves those leftovers unreferenced.
+/// Every group the state's ports use.
+fn all_groups(state: &ServiceState) -> BTreeSet<Group> {
+    state.ports().flat_map(port_groups).collect()
+}
+
+/// The sets and maps whose elements the renderer owns (every one but the affinity sets).
+fn managed_sets() -> impl Iterator<Item = &'static str> {
+    let fixed = [
+        CLUSTER_IPS,
+        NODEPORT_IPS,
+        HAIRPIN,
+        SERVICE_IPS,
+        SERVICE_NODEPORTS,
+        NO_ENDPOINT_SERVICES,
+        NO_ENDPOINT_NODEPORTS,
+        FIREWALL_IPS,
+    ];
+    let per_protocol = Protocol::ALL
+        .into_iter()
+        .flat_map(|p| [backends_map(p), nodeport_backends_map(p)]);
+    fixed.into_iter().chain(per_protocol)
+}
+
+/// Deletes the per-Service chains, group chains and affinity sets a table holds that
+/// `state` does not: leftovers of Services removed while no diff ran (before a restart).
+/// `chains` and `sets` are the table's current names in `family` (`nft -j list table`);
+/// fixed chains are never deleted. Run it after [`render_full`], which leaves those
+/// leftovers unreferenced.
 pub fn render_prune(
     state: &ServiceState,
     family: IpFamily,
@@ -159,6 +267,13 @@ pub fn render_prune(
     let mut wanted_sets = HashSet::new();
     for entry in &state.services {
         let objects = service_objects(entry, &state.node);
+        wanted_chains.extend(
+            objects
+                .groups
+                .iter()
+                .filter(|g| g.family == family)
+                .map(Group::chain_name),
+        );
         wanted_chains.extend(
             objects
                 .chains
@@ -177,7 +292,10 @@ pub fn render_prune(
     let mut out = String::new();
     let stale_chains: Vec<&String> = chains
         .iter()
-        .filter(|c| names::is_service_chain(c) && !wanted_chains.contains(*c))
+        .filter(|c| {
+            (names::is_service_chain(c) || c.starts_with(groups::GROUP_PREFIX))
+                && !wanted_chains.contains(*c)
+        })
         .collect();
     for chain in &stale_chains {
         script::command(&mut out, "flush", "chain", family, chain);
@@ -193,14 +311,13 @@ pub fn render_prune(
     out
 }
 
-/// Declares a table with its base chains, sets and maps, and empties it: rules of every
-/// chain and elements of the fixed sets and maps. Affinity sets keep their elements, so
-/// clients keep their endpoints across a full sync or a restart.
+/// Declares a table with its base chains, sets and maps. The base chains are recreated
+/// empty; regular chains, sets and maps keep their contents until the rest of the sync
+/// replaces them, so traffic keeps flowing through the old ones meanwhile.
 fn write_table_frame(out: &mut String, f: IpFamily) {
     let fam = family(f);
     let addr = addr_type(f);
     let _ = writeln!(out, "add table {fam} {TABLE}");
-    let _ = writeln!(out, "flush table {fam} {TABLE}");
     for (name, kind, hook, priority) in BASE_CHAINS {
         // Deleted and re-added so that a base chain left with other properties (a
         // previous version's priority) is recreated rather than failing the transaction.
@@ -216,8 +333,14 @@ fn write_table_frame(out: &mut String, f: IpFamily) {
     }
     for set in [CLUSTER_IPS, NODEPORT_IPS] {
         script::command(out, "add", "set", f, &format!("{set} {{ type {addr} ; }}"));
-        script::command(out, "flush", "set", f, set);
     }
+    script::command(
+        out,
+        "add",
+        "set",
+        f,
+        &format!("{HAIRPIN} {{ type {addr} . {addr} . {addr} ; }}"),
+    );
     let maps = [
         (SERVICE_IPS, true),
         (SERVICE_NODEPORTS, false),
@@ -238,7 +361,30 @@ fn write_table_frame(out: &mut String, f: IpFamily) {
             f,
             &format!("{map} {{ type {key} : verdict ; }}"),
         );
-        script::command(out, "flush", "map", f, map);
+    }
+    for p in Protocol::ALL {
+        let proto = p.nft_name();
+        let target = format!("{fam} daddr . {proto} dport");
+        script::command(
+            out,
+            "add",
+            "map",
+            f,
+            &format!(
+                "{} {{ typeof {fam} daddr . {proto} dport . numgen random mod 1 : {target} ; }}",
+                backends_map(p)
+            ),
+        );
+        script::command(
+            out,
+            "add",
+            "map",
+            f,
+            &format!(
+                "{} {{ typeof {proto} dport . numgen random mod 1 : {target} ; }}",
+                nodeport_backends_map(p)
+            ),
+        );
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Endpoint {
     pub port: u16,
     /// Whether the endpoint runs on this node (`nodeName` is this node).
     pub is_local: bool,
+    /// Whether the slice names the endpoint's node (hand-made slices may not).
+    pub node_known: bool,
 }
 
 /// A traffic policy (`internalTrafficPolicy`, `externalTrafficPolicy`).
@@ -261,6 +263,18 @@ impl Protocol {
         }
     }
 
+    /// Every protocol.
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+    /// The IANA protocol number (`inet_proto` in nft keys).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+
     /// Parses the API's spelling (`TCP`, `UDP`, `SCTP`); unset means TCP, the API default.
     pub fn from_api(value: Option<&str>) -> Option<Protocol> {
         match value {
@@ -332,6 +346,13 @@ impl Endpoint {
     /// The address DNAT rewrites to.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+
+    /// Whether the endpoint may run on this node, and so may be the very pod that sent a
+    /// packet DNATed here (hairpin): a pod elsewhere has its own node's proxy DNAT its
+    /// packets.
+    pub fn may_be_local(&self) -> bool {
+        self.is_local || !self.node_known
     }
 }
 

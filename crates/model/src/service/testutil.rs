@@ -361,7 +361,7 @@ pub(crate) fn packet(protocol: Protocol, from: Origin, src: &str, dst: &str, por
 /// `packetFlowTest`s.
 pub(crate) fn check_flows(state: &ServiceState, cases: &[(&str, Packet, Outcome)]) {
     let mut rules = Ruleset::default();
-    rules.apply(&render_full(state)).unwrap();
+    rules.apply(&render_full(state).to_script()).unwrap();
     let mut failures = Vec::new();
     for (name, packet, expected) in cases {
         let verdict = trace(state, packet);

@@ -300,8 +300,9 @@ impl Tracer<'_> {
                     .map(|e| DnatTarget {
                         endpoint: e.addr(),
                         // Hairpin: a pod reaching itself through its Service must see the
-                        // reply come from the Service, so it is masqueraded.
-                        masquerade: masquerade || e.ip == self.packet.src,
+                        // reply come from the Service, so it is masqueraded. (Only a pod on
+                        // this node can: elsewhere its own node's proxy DNATs.)
+                        masquerade: masquerade || (e.ip == self.packet.src && e.may_be_local()),
                     })
                     .collect();
                 targets.sort_unstable();

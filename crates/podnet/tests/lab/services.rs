@@ -1,5 +1,6 @@
 //! Pod → Service through the agent's nftables proxy: ClusterIPs from pods on every node and
-//! from a node, load-balanced over the endpoints; a Service without endpoints refuses at once.
+//! from a node, load-balanced over the endpoints; a Service without endpoints refuses at once;
+//! a pod reaches itself through its own Service (hairpin).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -112,5 +113,54 @@ fn cluster_ips_reach_the_endpoints_from_every_node_and_refuse_without_endpoints(
             && err.kind() == std::io::ErrorKind::ConnectionRefused,
         "want an immediate refusal, got {err:?} after {:?}",
         started.elapsed()
+    );
+}
+
+const SOLO: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: solo
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: solo}
+  template:
+    metadata:
+      labels: {app: solo}
+    spec:
+      containers:
+      - name: netexec
+        image: registry.k8s.io/e2e-test-images/agnhost:2.53
+        args: ["netexec", "--http-port=8080"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: solo
+spec:
+  selector: {app: solo}
+  ports:
+  - {port: 80, targetPort: 8080}
+"#;
+
+#[test]
+fn a_pod_reaches_itself_through_its_service_masqueraded() {
+    let lab = TestLab::up("hairpin", 1, "host-gw");
+    let out = lab.apply(SOLO);
+    assert!(out.status.success(), "{}", text(&out));
+    let pods = lab.running_pods(1);
+    let (name, _, pod_ip) = &pods[0];
+    let vip: SocketAddr = format!("{}:80", cluster_ip(&lab, "solo")).parse().unwrap();
+    let ns = lab.pod_netns(name);
+    // The only endpoint is the client itself. Unmasqueraded, its reply would go from the pod
+    // to the pod, and the client (which spoke to the VIP) would reset it: the request fails.
+    let client = lab.eventually("the pod answers itself through its Service", 20, || {
+        http_get(&ns, vip, "/clientip")
+    });
+    let client_ip = client.rsplit_once(':').map_or(client.as_str(), |(ip, _)| ip);
+    assert_ne!(
+        client_ip, pod_ip,
+        "a hairpin connection must be masqueraded (the pod saw itself as the client)"
     );
 }

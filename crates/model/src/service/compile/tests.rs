@@ -132,7 +132,7 @@ fn bad_services_are_reported_and_the_good_parts_kept() {
             "the good Service survives"
         );
         let mut rules = Ruleset::default();
-        rules.apply(&render_full(&state)).unwrap();
+        rules.apply(&render_full(&state).to_script()).unwrap();
     }
 }
 
@@ -264,7 +264,7 @@ fn conflicting_frontends_stay_with_the_first_service_by_name() {
             .is_empty()
     );
     let mut rules = Ruleset::default();
-    rules.apply(&render_full(&state)).unwrap();
+    rules.apply(&render_full(&state).to_script()).unwrap();
 }
 
 #[test]
@@ -347,8 +347,8 @@ proptest! {
     ) {
         let state = compile(&services, &slices, &node());
         let mut rules = Ruleset::default();
-        prop_assert!(rules.apply(&render_full(&state)).is_ok());
-        for line in render_full(&state).lines() {
+        prop_assert!(rules.apply(&render_full(&state).to_script()).is_ok());
+        for line in render_full(&state).to_script().lines() {
             // Only what the renderer writes: no quote, brace or semicolon from the input.
             prop_assert!(line.chars().all(|c| c.is_ascii_graphic() || c == ' '), "{}", line);
         }

@@ -1,7 +1,8 @@
 //! The fixed layout of both tables: their sets, maps and fixed chains, kube-proxy's.
 
 use super::super::state::{IpFamily, NodeView};
-use super::objects::{ChainDef, Element, Objects};
+use super::elements::{Element, Field};
+use super::objects::{ChainDef, Objects};
 use super::script::family;
 
 // Sets and maps of every table.
@@ -19,6 +20,9 @@ pub(super) const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 pub(super) const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
 /// `lbip . proto . port : goto firewall-<port>` for `loadBalancerSourceRanges`.
 pub(super) const FIREWALL_IPS: &str = "firewall-ips";
+/// `endpoint . endpoint . cluster IP` for the endpoints of grouped ports: a pod that
+/// reached itself through its Service, to masquerade.
+pub(super) const HAIRPIN: &str = "hairpin";
 
 // Fixed regular chains.
 /// Dispatch through `service-ips` and `service-nodeports`.
@@ -138,6 +142,9 @@ pub(super) fn fixed_objects(node: &NodeView) -> Objects {
         chain(
             MASQUERADING,
             vec![
+                format!(
+                    "ct status dnat {fam} saddr . {fam} daddr . ct original {fam} daddr @{HAIRPIN} jump {MARK_MASQ}"
+                ),
                 format!("mark and {MASQ_MARK} == 0 return"),
                 format!("mark set mark xor {MASQ_MARK}"),
                 "masquerade fully-random".to_owned(),
@@ -150,8 +157,8 @@ pub(super) fn fixed_objects(node: &NodeView) -> Objects {
         {
             out.elements.push(Element {
                 family: f,
-                container: NODEPORT_IPS,
-                key: ip.to_string(),
+                set: NODEPORT_IPS,
+                key: vec![Field::Addr(*ip)],
                 comment: None,
                 value: None,
             });

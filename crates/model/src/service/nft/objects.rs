@@ -8,6 +8,9 @@
 use std::collections::HashMap;
 
 use super::super::state::IpFamily;
+use super::Transaction;
+use super::elements::{Element, ElementChange, Field};
+use super::groups::Group;
 use super::script;
 
 /// A collection of nft objects.
@@ -16,6 +19,8 @@ pub(super) struct Objects {
     pub(super) sets: Vec<SetDecl>,
     pub(super) chains: Vec<ChainDef>,
     pub(super) elements: Vec<Element>,
+    /// The shared load-balancing chains the elements lead to (not owned: see `groups`).
+    pub(super) groups: Vec<Group>,
 }
 
 /// An affinity set.
@@ -34,70 +39,54 @@ pub(super) struct ChainDef {
     pub(super) rules: Vec<String>,
 }
 
-/// An element of a set (`value: None`) or map.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Element {
-    pub(super) family: IpFamily,
-    pub(super) container: &'static str,
-    pub(super) key: String,
-    pub(super) comment: Option<String>,
-    pub(super) value: Option<String>,
-}
-
 /// The transaction of a diff, in the order that keeps every command valid: new sets and
 /// chains are declared before rules use them, changed chains are flushed and refilled,
 /// map elements are deleted before new ones take their keys, and chains and sets go last,
 /// when nothing refers to them any more.
 #[derive(Debug, Default)]
 pub(super) struct Phases {
-    add_sets: String,
-    add_chains: String,
-    write_rules: String,
-    delete_elements: String,
-    add_elements: String,
+    pub(super) add_sets: String,
+    pub(super) add_chains: String,
+    pub(super) write_rules: String,
+    delete_elements: Vec<ElementChange>,
+    add_elements: Vec<ElementChange>,
     flush_removed: String,
-    delete_chains: String,
+    pub(super) delete_chains: String,
     delete_sets: String,
 }
 
 // === impl Objects ===
 
 impl Objects {
-    /// Writes commands creating every object (for a table whose fixed part exists).
-    pub(super) fn write_add(&self, out: &mut String) {
+    /// Writes commands creating (or emptying and refilling) every chain and declaring
+    /// every set, for a table whose fixed part exists; the elements go to `elements`.
+    pub(super) fn write_add(self, out: &mut String, elements: &mut Vec<ElementChange>) {
         for set in &self.sets {
             script::add_affinity_set(out, set.family, &set.name, set.timeout);
         }
         for chain in &self.chains {
-            script::command(out, "add", "chain", chain.family, &chain.name);
+            chain.write_declare(out);
         }
         for chain in &self.chains {
-            for rule in &chain.rules {
-                script::add_rule(out, chain.family, &chain.name, rule);
-            }
+            chain.write_rules(out);
         }
-        for e in &self.elements {
-            e.write_add(out);
-        }
+        elements.extend(self.elements.into_iter().map(ElementChange::Add));
     }
 }
 
-// === impl Element ===
+// === impl ChainDef ===
 
-impl Element {
-    pub(super) fn write_add(&self, out: &mut String) {
-        script::add_element(
-            out,
-            self.family,
-            self.container,
-            &self.key,
-            self.comment.as_deref(),
-            self.value.as_deref(),
-        );
+impl ChainDef {
+    /// Declares the chain and empties it: whether or not it existed, it then has no rules.
+    pub(super) fn write_declare(&self, out: &mut String) {
+        script::command(out, "add", "chain", self.family, &self.name);
+        script::command(out, "flush", "chain", self.family, &self.name);
     }
 
-    fn write_delete(&self, out: &mut String) {
-        script::delete_element(out, self.family, self.container, &self.key);
+    pub(super) fn write_rules(&self, out: &mut String) {
+        for rule in &self.rules {
+            script::add_rule(out, self.family, &self.name, rule);
+        }
     }
 }
 
@@ -190,55 +179,47 @@ impl Phases {
             }
         }
 
-        let old_elements: HashMap<(IpFamily, &str, &str), &Element> = old
+        type Key<'a> = (IpFamily, &'a str, &'a [Field]);
+        let old_elements: HashMap<Key<'_>, &Element> = old
             .elements
             .iter()
-            .map(|e| ((e.family, e.container, e.key.as_str()), e))
+            .map(|e| ((e.family, e.set, e.key.as_slice()), e))
             .collect();
-        let new_elements: HashMap<(IpFamily, &str, &str), &Element> = new
+        let new_elements: HashMap<Key<'_>, &Element> = new
             .elements
             .iter()
-            .map(|e| ((e.family, e.container, e.key.as_str()), e))
+            .map(|e| ((e.family, e.set, e.key.as_slice()), e))
             .collect();
         for e in &old.elements {
-            match new_elements.get(&(e.family, e.container, e.key.as_str())) {
+            match new_elements.get(&(e.family, e.set, e.key.as_slice())) {
                 Some(n) if *n == e => {}
                 // A changed value cannot be replaced in place: delete, then add.
-                _ => e.write_delete(&mut self.delete_elements),
+                _ => self.delete_elements.push(ElementChange::Delete(e.clone())),
             }
         }
         for e in &new.elements {
-            match old_elements.get(&(e.family, e.container, e.key.as_str())) {
+            match old_elements.get(&(e.family, e.set, e.key.as_slice())) {
                 Some(o) if *o == e => {}
-                _ => e.write_add(&mut self.add_elements),
+                _ => self.add_elements.push(ElementChange::Add(e.clone())),
             }
         }
     }
 
-    /// The transaction.
-    pub(super) fn finish(self) -> String {
-        let mut out = String::with_capacity(
-            self.add_sets.len()
-                + self.add_chains.len()
-                + self.write_rules.len()
-                + self.delete_elements.len()
-                + self.add_elements.len()
-                + self.flush_removed.len()
-                + self.delete_chains.len()
-                + self.delete_sets.len(),
-        );
-        for part in [
-            self.add_sets,
-            self.add_chains,
-            self.write_rules,
-            self.delete_elements,
-            self.add_elements,
-            self.flush_removed,
-            self.delete_chains,
-            self.delete_sets,
-        ] {
-            out.push_str(&part);
+    /// The transaction: declarations and rules first, then the elements (which may lead to
+    /// the new chains), then the removal of what nothing refers to any more.
+    pub(super) fn finish(self) -> Transaction {
+        let mut script = self.add_sets;
+        script.push_str(&self.add_chains);
+        script.push_str(&self.write_rules);
+        let mut elements = self.delete_elements;
+        elements.extend(self.add_elements);
+        let mut cleanup = self.flush_removed;
+        cleanup.push_str(&self.delete_chains);
+        cleanup.push_str(&self.delete_sets);
+        Transaction {
+            script,
+            elements,
+            cleanup,
         }
-        out
     }
 }

@@ -1,20 +1,23 @@
-//! The nft objects of one Service: per port its policy chains, external and firewall
-//! chains, per-endpoint DNAT chains and affinity sets, and its map elements.
+//! The nft objects of one Service: per port its map elements, leading to shared group
+//! chains (see `groups`) or, for ports that need them, to chains of its own: policy chains,
+//! external and firewall chains, per-endpoint DNAT chains and affinity sets.
 
 use std::net::IpAddr;
 
 use super::super::state::{
     Dispatch, Endpoint, IpFamily, NodeView, ServiceEntry, ServicePortName, ServicePortState,
 };
+use super::elements::{Element, Field, MapVerdict, Value};
+use super::groups::{GroupKind, backends_map, is_grouped, nodeport_backends_map, port_groups};
 use super::layout::{
-    CLUSTER_IPS, FIREWALL_IPS, MARK_MASQ, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
+    CLUSTER_IPS, FIREWALL_IPS, HAIRPIN, MARK_MASQ, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
     REJECT_CHAIN, SERVICE_IPS, SERVICE_NODEPORTS, cidr_set,
 };
 use super::names::{
     ENDPOINT_PREFIX, EXTERNAL_PREFIX, FIREWALL_PREFIX, LOCAL_PREFIX, SERVICE_PREFIX,
     affinity_prefix, endpoint_base, object_name, port_base,
 };
-use super::objects::{ChainDef, Element, Objects, SetDecl};
+use super::objects::{ChainDef, Objects, SetDecl};
 use super::script::family;
 
 /// The objects of one Service.
@@ -22,7 +25,11 @@ pub(super) fn service_objects(entry: &ServiceEntry, node: &NodeView) -> Objects 
     let mut out = Objects::default();
     let mut cluster_ips: Vec<(IpFamily, IpAddr)> = Vec::new();
     for port in &entry.ports {
-        PortWriter::new(port, node).write(&mut out);
+        if is_grouped(port) {
+            grouped_port(port, &mut out);
+        } else {
+            PortWriter::new(port, node).write(&mut out);
+        }
         if !cluster_ips.contains(&(port.family, port.cluster_ip)) {
             cluster_ips.push((port.family, port.cluster_ip));
         }
@@ -30,13 +37,122 @@ pub(super) fn service_objects(entry: &ServiceEntry, node: &NodeView) -> Objects 
     for (f, ip) in cluster_ips {
         out.elements.push(Element {
             family: f,
-            container: CLUSTER_IPS,
-            key: ip.to_string(),
+            set: CLUSTER_IPS,
+            key: vec![Field::Addr(ip)],
             comment: None,
             value: None,
         });
     }
+    // Two ports of one Service share their hairpin elements.
+    out.elements
+        .sort_unstable_by(|a, b| (a.family, a.set, &a.key).cmp(&(b.family, b.set, &b.key)));
+    out.elements
+        .dedup_by(|a, b| a.family == b.family && a.set == b.set && a.key == b.key);
+    out.groups.sort_unstable();
+    out.groups.dedup();
     out
+}
+
+/// The objects of a port that shares group chains: elements only.
+fn grouped_port(p: &ServicePortState, out: &mut Objects) {
+    out.groups.extend(port_groups(p));
+    let f = p.family;
+    let proto = p.name.protocol;
+    let mut element = |set: &'static str, key: Vec<Field>, comment: Option<String>, value| {
+        out.elements.push(Element {
+            family: f,
+            set,
+            key,
+            comment,
+            // `hairpin` is a set: its elements have no value.
+            value: (set != HAIRPIN).then_some(value),
+        });
+    };
+    let goto = |kind| {
+        port_groups(p)
+            .find(|g| g.kind == kind)
+            .map(|g| Value::Verdict(MapVerdict::Goto(g.chain_name())))
+    };
+    let backends = |element: &mut dyn FnMut(&'static str, Vec<Field>, Option<String>, Value),
+                    front: &[Field],
+                    set: &'static str,
+                    to: Dispatch| {
+        for (slot, ep) in p.endpoints_for(to).iter().enumerate() {
+            let mut key = front.to_vec();
+            key.push(Field::Slot(u32::try_from(slot).unwrap_or(u32::MAX)));
+            element(
+                set,
+                key,
+                None,
+                Value::Fields(vec![Field::Addr(ep.ip), Field::Port(ep.port)]),
+            );
+        }
+    };
+    let address_key = |ip: IpAddr| vec![Field::Addr(ip), Field::Proto(proto), Field::Port(p.port)];
+
+    match goto(GroupKind::Cluster) {
+        Some(value) => {
+            element(SERVICE_IPS, address_key(p.cluster_ip), None, value);
+            let front = [Field::Addr(p.cluster_ip), Field::Port(p.port)];
+            backends(&mut element, &front, backends_map(proto), p.internal.to);
+            for ep in p
+                .endpoints_for(p.internal.to)
+                .iter()
+                .filter(|e| e.may_be_local())
+            {
+                element(
+                    HAIRPIN,
+                    vec![
+                        Field::Addr(ep.ip),
+                        Field::Addr(ep.ip),
+                        Field::Addr(p.cluster_ip),
+                    ],
+                    None,
+                    Value::Fields(Vec::new()),
+                );
+            }
+        }
+        None => element(
+            NO_ENDPOINT_SERVICES,
+            address_key(p.cluster_ip),
+            Some(kube_proxy_name(&p.name)),
+            no_endpoint_verdict(p.internal.to),
+        ),
+    }
+    let Some(e) = p.external else {
+        return;
+    };
+    for ip in p.external_ips.iter().chain(&p.load_balancer_ips) {
+        match goto(GroupKind::External) {
+            Some(value) => {
+                element(SERVICE_IPS, address_key(*ip), None, value);
+                let front = [Field::Addr(*ip), Field::Port(p.port)];
+                backends(&mut element, &front, backends_map(proto), e.to);
+            }
+            None => element(
+                NO_ENDPOINT_SERVICES,
+                address_key(*ip),
+                Some(kube_proxy_name(&p.name)),
+                no_endpoint_verdict(e.to),
+            ),
+        }
+    }
+    if let Some(node_port) = p.node_port {
+        let key = vec![Field::Proto(proto), Field::Port(node_port)];
+        match goto(GroupKind::NodePort) {
+            Some(value) => {
+                element(SERVICE_NODEPORTS, key, None, value);
+                let front = [Field::Port(node_port)];
+                backends(&mut element, &front, nodeport_backends_map(proto), e.to);
+            }
+            None => element(
+                NO_ENDPOINT_NODEPORTS,
+                key,
+                Some(kube_proxy_name(&p.name)),
+                no_endpoint_verdict(e.to),
+            ),
+        }
+    }
 }
 
 /// Writes the objects of one Service port.
@@ -106,7 +222,10 @@ impl<'a> PortWriter<'a> {
             chain(&self.firewall_chain, vec![rule]);
         }
         for (ep, name, affinity) in &self.endpoints {
-            let mut rules = vec![format!("{} saddr {} jump {MARK_MASQ}", self.fam, ep.ip)];
+            let mut rules = Vec::with_capacity(3);
+            if ep.may_be_local() {
+                rules.push(format!("{} saddr {} jump {MARK_MASQ}", self.fam, ep.ip));
+            }
             if let Some(set) = affinity {
                 rules.push(format!("update @{set} {{ {} saddr }}", self.fam));
             }
@@ -231,29 +350,37 @@ impl<'a> PortWriter<'a> {
     fn write_elements(&self, out: &mut Objects) {
         let p = self.port;
         let f = p.family;
-        let key = |ip: &IpAddr| format!("{ip} . {} . {}", self.proto, p.port);
-        let mut element = |container: &'static str, key: String, comment: bool, value: String| {
+        let protocol = p.name.protocol;
+        let key = |ip: &IpAddr| {
+            vec![
+                Field::Addr(*ip),
+                Field::Proto(protocol),
+                Field::Port(p.port),
+            ]
+        };
+        let mut element = |set: &'static str, key: Vec<Field>, comment: bool, value: Value| {
             out.elements.push(Element {
                 family: f,
-                container,
+                set,
                 key,
                 comment: comment.then(|| self.comment.clone()),
                 value: Some(value),
             });
         };
+        let goto = |chain: &str| Value::Verdict(MapVerdict::Goto(chain.to_owned()));
 
         match p.internal.to {
             Dispatch::Cluster => element(
                 SERVICE_IPS,
                 key(&p.cluster_ip),
                 false,
-                format!("goto {}", self.service_chain),
+                goto(&self.service_chain),
             ),
             Dispatch::Local => element(
                 SERVICE_IPS,
                 key(&p.cluster_ip),
                 false,
-                format!("goto {}", self.local_chain),
+                goto(&self.local_chain),
             ),
             to => element(
                 NO_ENDPOINT_SERVICES,
@@ -269,12 +396,7 @@ impl<'a> PortWriter<'a> {
         let no_endpoints = matches!(e.to, Dispatch::Drop | Dispatch::Reject);
         for ip in p.external_ips.iter().chain(&p.load_balancer_ips) {
             if captured {
-                element(
-                    SERVICE_IPS,
-                    key(ip),
-                    false,
-                    format!("goto {}", self.external_chain),
-                );
+                element(SERVICE_IPS, key(ip), false, goto(&self.external_chain));
             }
             if no_endpoints {
                 element(
@@ -286,13 +408,13 @@ impl<'a> PortWriter<'a> {
             }
         }
         if let Some(node_port) = p.node_port {
-            let np_key = format!("{} . {node_port}", self.proto);
+            let np_key = vec![Field::Proto(protocol), Field::Port(node_port)];
             if captured {
                 element(
                     SERVICE_NODEPORTS,
                     np_key.clone(),
                     false,
-                    format!("goto {}", self.external_chain),
+                    goto(&self.external_chain),
                 );
             }
             if no_endpoints {
@@ -306,12 +428,7 @@ impl<'a> PortWriter<'a> {
         }
         if self.firewall_rule().is_some() {
             for ip in &p.load_balancer_ips {
-                element(
-                    FIREWALL_IPS,
-                    key(ip),
-                    false,
-                    format!("goto {}", self.firewall_chain),
-                );
+                element(FIREWALL_IPS, key(ip), false, goto(&self.firewall_chain));
             }
         }
     }
@@ -324,11 +441,11 @@ impl<'a> PortWriter<'a> {
     }
 }
 
-fn no_endpoint_verdict(to: Dispatch) -> String {
-    match to {
-        Dispatch::Drop => "drop".to_owned(),
-        _ => format!("goto {REJECT_CHAIN}"),
-    }
+fn no_endpoint_verdict(to: Dispatch) -> Value {
+    Value::Verdict(match to {
+        Dispatch::Drop => MapVerdict::Drop,
+        _ => MapVerdict::Goto(REJECT_CHAIN.to_owned()),
+    })
 }
 
 /// kube-proxy's `namespace/name:port`, the comment on no-endpoint elements.

@@ -480,12 +480,12 @@ impl Tracer<'_> {
                     // Affinity bookkeeping: no effect on this packet.
                     i = w.iter().position(|x| *x == "}").unwrap_or(w.len()) + 1;
                 }
-                "dnat" => {
-                    assert_eq!(w[i + 1], "to", "{rule}");
+                "dnat" if w[i + 1] == "to" => {
                     let to: SocketAddr = w[i + 2].parse().unwrap();
                     path.dnat.push((to, path.masquerade));
                     return Step::Terminal(Terminal::Dnat);
                 }
+                "dnat" => return self.dnat_map(&w[i + 1..], rule, path),
                 "drop" => return Step::Terminal(Terminal::Drop),
                 "reject" => return Step::Terminal(Terminal::Reject),
                 "return" => return Step::Leave,
@@ -493,6 +493,46 @@ impl Tracer<'_> {
             }
         }
         Step::Next
+    }
+
+    /// `dnat ip to [ip daddr .] tcp dport . numgen random mod N map @m`: every slot is a
+    /// possible target, and each must exist (a missing one would make the kernel skip the
+    /// rule, sending the packet on un-DNATed). The hairpin set (postrouting) masquerades a
+    /// pod that reached itself.
+    fn dnat_map(&self, w: &[&str], rule: &str, path: &mut Path) -> Step {
+        let p = self.packet;
+        let proto = p.protocol.nft_name();
+        let (front, rest) = match w {
+            [_, "to", _, "daddr", ".", pr, "dport", ".", rest @ ..] if *pr == proto => {
+                (format!("{} . {}", p.dst, p.dst_port), rest)
+            }
+            [_, "to", pr, "dport", ".", rest @ ..] if *pr == proto => {
+                (p.dst_port.to_string(), rest)
+            }
+            _ => panic!("cannot trace {rule:?}"),
+        };
+        let [.., "numgen", "random", "mod", n, "map", map] = rest else {
+            panic!("cannot trace {rule:?}");
+        };
+        let n: u32 = n.parse().unwrap();
+        let backends = self
+            .table
+            .sets
+            .get(&map[1..])
+            .unwrap_or_else(|| panic!("no map {map}"));
+        let hairpin = self.table.sets.get("hairpin");
+        for slot in 0..n {
+            let key = format!("{front} . {slot}");
+            let Some((_, Some(value))) = backends.elements.get(&key) else {
+                panic!("{map} has no element {key} for {rule:?}");
+            };
+            let (ip, port) = value.split_once(" . ").unwrap();
+            let to = SocketAddr::new(ip.parse().unwrap(), port.parse().unwrap());
+            let hairpin_key = format!("{} . {} . {}", p.src, to.ip(), p.dst);
+            let hairpinned = hairpin.is_some_and(|h| h.elements.contains_key(&hairpin_key));
+            path.dnat.push((to, path.masquerade || hairpinned));
+        }
+        Step::Terminal(Terminal::Dnat)
     }
 
     /// A verdict-map lookup: no element, no match.

@@ -73,6 +73,7 @@ fn run(
         .map(|e| RawEndpoint {
             ip: IpAddr::from([10, 0, 0, e.host]),
             is_local: e.local,
+            node_known: true,
             ready: e.ready,
             serving: e.serving,
             terminating: e.terminating,
@@ -87,6 +88,7 @@ fn run(
                 ip: raw.ip,
                 port: 80,
                 is_local: raw.is_local,
+                node_known: raw.node_known,
             },
             raw,
         })

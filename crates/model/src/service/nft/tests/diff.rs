@@ -19,7 +19,7 @@ fn apply(rules: &mut Ruleset, script: &str) {
 
 fn fresh(state: &ServiceState) -> Ruleset {
     let mut rules = Ruleset::default();
-    apply(&mut rules, &render_full(state));
+    apply(&mut rules, &render_full(state).to_script());
     rules
 }
 
@@ -46,7 +46,7 @@ proptest! {
     fn diff_applied_to_the_old_table_equals_the_full_render_of_the_new(old in cluster(), new in cluster()) {
         let (old, new) = (compiled(&old), compiled(&new));
         let mut rules = fresh(&old);
-        apply(&mut rules, &render_diff(&old, &new));
+        apply(&mut rules, &render_diff(&old, &new).to_script());
         prop_assert_eq!(rules, fresh(&new));
     }
 
@@ -54,7 +54,7 @@ proptest! {
     fn full_render_over_an_old_table_then_prune_equals_a_fresh_one(old in cluster(), new in cluster()) {
         let (old, new) = (compiled(&old), compiled(&new));
         let mut rules = fresh(&old);
-        apply(&mut rules, &render_full(&new));
+        apply(&mut rules, &render_full(&new).to_script());
         prune_all(&mut rules, &new);
         prop_assert_eq!(rules, fresh(&new));
     }
@@ -62,7 +62,7 @@ proptest! {
     #[test]
     fn diff_between_equal_states_is_empty(spec in cluster()) {
         let state = compiled(&spec);
-        prop_assert_eq!(render_diff(&state, &state.clone()), "");
+        prop_assert_eq!(render_diff(&state, &state.clone()).to_script(), "");
     }
 
     #[test]
@@ -82,41 +82,63 @@ fn a_changed_endpoint_touches_only_its_service() {
         service("ns", "a", "172.30.0.1", vec![port("p", "TCP", 80)]),
         service("ns", "b", "172.30.0.2", vec![port("p", "TCP", 80)]),
     ];
-    let old = compile_clean(
-        &services,
-        &[
+    let slices = |b_endpoints: Vec<_>| {
+        [
             slice("ns", "a", "a-1", &[("p", "TCP", 80)], vec![ep("10.0.1.1")]),
-            slice(
-                "ns",
-                "b",
-                "b-1",
-                &[("p", "TCP", 80)],
-                vec![ep("10.0.2.1"), ep("10.0.2.2")],
-            ),
-        ],
-    );
-    let new = compile_clean(
-        &services,
-        &[
-            slice("ns", "a", "a-1", &[("p", "TCP", 80)], vec![ep("10.0.1.1")]),
-            slice("ns", "b", "b-1", &[("p", "TCP", 80)], vec![ep("10.0.2.1")]),
-        ],
-    );
-    let diff = render_diff(&old, &new);
+            slice("ns", "b", "b-1", &[("p", "TCP", 80)], b_endpoints),
+        ]
+    };
+    let old = compile_clean(&services, &slices(vec![ep("10.0.2.1"), ep("10.0.2.2")]));
+
+    // Same endpoint count: elements only, no rule or chain touched.
+    let moved = compile_clean(&services, &slices(vec![ep("10.0.2.1"), ep("10.0.2.3")]));
+    let diff = render_diff(&old, &moved);
+    assert_eq!((diff.script.as_str(), diff.cleanup.as_str()), ("", ""));
     assert_eq!(
-        diff,
-        "flush chain ip podnet_services service-ns/b/tcp/p\n\
-         add rule ip podnet_services service-ns/b/tcp/p ip daddr 172.30.0.2 ip saddr != 10.0.0.0/8 jump mark-for-masquerade\n\
-         add rule ip podnet_services service-ns/b/tcp/p goto endpoint-ns/b/tcp/p__10.0.2.1/80\n\
-         flush chain ip podnet_services endpoint-ns/b/tcp/p__10.0.2.2/80\n\
-         delete chain ip podnet_services endpoint-ns/b/tcp/p__10.0.2.2/80\n"
+        diff.to_script(),
+        "delete element ip podnet_services backends-tcp { 172.30.0.2 . 80 . 1 }\n\
+         delete element ip podnet_services hairpin { 10.0.2.2 . 10.0.2.2 . 172.30.0.2 }\n\
+         add element ip podnet_services backends-tcp { 172.30.0.2 . 80 . 1 : 10.0.2.3 . 80 }\n\
+         add element ip podnet_services hairpin { 10.0.2.3 . 10.0.2.3 . 172.30.0.2 }\n"
+    );
+
+    // One endpoint fewer: b joins a's group (whose chain exists) and the last user of the
+    // two-endpoint group is gone, so its chain goes, after the elements.
+    let shrunk = compile_clean(&services, &slices(vec![ep("10.0.2.1")]));
+    let diff = render_diff(&old, &shrunk);
+    assert_eq!(diff.script, "");
+    assert_eq!(
+        diff.cleanup,
+        "delete chain ip podnet_services lb-cluster-tcp-2\n"
+    );
+    assert_eq!(
+        diff.to_script(),
+        "delete element ip podnet_services backends-tcp { 172.30.0.2 . 80 . 1 }\n\
+         delete element ip podnet_services hairpin { 10.0.2.2 . 10.0.2.2 . 172.30.0.2 }\n\
+         delete element ip podnet_services service-ips { 172.30.0.2 . tcp . 80 }\n\
+         add element ip podnet_services service-ips { 172.30.0.2 . tcp . 80 : goto lb-cluster-tcp-1 }\n\
+         delete chain ip podnet_services lb-cluster-tcp-2\n"
+    );
+
+    // One endpoint more: a group nobody used yet, declared before the element leads to it.
+    let grown = compile_clean(
+        &services,
+        &slices(vec![ep("10.0.2.1"), ep("10.0.2.2"), ep("10.0.2.3")]),
+    );
+    let diff = render_diff(&old, &grown);
+    assert!(
+        diff.script
+            .starts_with("add chain ip podnet_services lb-cluster-tcp-3\n"),
+        "{}",
+        diff.script
     );
 }
 
 #[test]
 fn removed_chains_go_after_the_elements_that_refer_to_them() {
+    // Affinity keeps a Service's own chains.
     let old = compile_clean(
-        &[service("ns", "a", "172.30.0.1", vec![port("p", "TCP", 80)])],
+        &[service("ns", "a", "172.30.0.1", vec![port("p", "TCP", 80)]).affinity(Some(60))],
         &[slice(
             "ns",
             "a",
@@ -126,7 +148,7 @@ fn removed_chains_go_after_the_elements_that_refer_to_them() {
         )],
     );
     let new = compile_clean(&[], &[]);
-    let diff = render_diff(&old, &new);
+    let diff = render_diff(&old, &new).to_script();
     let at = |needle: &str| {
         diff.find(needle)
             .unwrap_or_else(|| panic!("{needle} not in\n{diff}"))
@@ -155,7 +177,7 @@ fn node_facts_changes_update_the_fixed_part() {
     };
     let new = compile(&[], &[], &node);
     let mut rules = fresh(&old);
-    let diff = render_diff(&old, &new);
+    let diff = render_diff(&old, &new).to_script();
     apply(&mut rules, &diff);
     assert_eq!(rules, fresh(&new));
     assert!(diff.contains("delete element ip podnet_services nodeport-ips { 192.168.0.2 }"));

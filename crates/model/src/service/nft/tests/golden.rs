@@ -7,9 +7,10 @@ use crate::service::{ServiceState, compile, render_diff, render_full};
 
 /// What a full render adds for the Services: its lines minus those of a render of none.
 fn service_lines(state: &ServiceState) -> String {
-    let fixed = render_full(&compile(&[], &[], &node()));
+    let fixed = render_full(&compile(&[], &[], &node())).to_script();
     let fixed: HashSet<&str> = fixed.lines().collect();
     render_full(state)
+        .to_script()
         .lines()
         .filter(|l| !fixed.contains(l))
         .collect::<Vec<_>>()
@@ -18,7 +19,7 @@ fn service_lines(state: &ServiceState) -> String {
 
 #[test]
 fn fixed_part_matches_golden() {
-    insta::assert_snapshot!(render_full(&compile(&[], &[], &node())));
+    insta::assert_snapshot!(render_full(&compile(&[], &[], &node())).to_script());
 }
 
 #[test]
@@ -185,5 +186,5 @@ fn diff_matches_golden() {
             vec![ep("10.180.0.2"), ep("10.180.0.3")],
         )],
     );
-    insta::assert_snapshot!(render_diff(&old, &new));
+    insta::assert_snapshot!(render_diff(&old, &new).to_script());
 }

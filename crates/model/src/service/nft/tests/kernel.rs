@@ -27,21 +27,21 @@ fn the_kernel_accepts_full_renders_diffs_and_prunes() {
         let (services, slices) = objects(&spec);
         let state = compile(&services, &slices, &node());
 
-        let full = render_full(&state);
+        let full = render_full(&state).to_script();
         nft_check(&full).unwrap_or_else(|e| panic!("round {round}, full render: {e}\n{full}"));
 
         let then_diff = format!(
             "{}{}",
-            render_full(&previous),
-            render_diff(&previous, &state)
+            render_full(&previous).to_script(),
+            render_diff(&previous, &state).to_script()
         );
         nft_check(&then_diff).unwrap_or_else(|e| panic!("round {round}, diff: {e}\n{then_diff}"));
 
         // A restart: the new full render over the old table, then the prune of what it
         // left, named as the model says `nft list` would name them.
         let mut rules = Ruleset::default();
-        rules.apply(&render_full(&previous)).unwrap();
-        let mut adopt = format!("{}{}", render_full(&previous), full);
+        rules.apply(&render_full(&previous).to_script()).unwrap();
+        let mut adopt = format!("{}{}", render_full(&previous).to_script(), full);
         for (f, fam) in [(IpFamily::V4, "ip"), (IpFamily::V6, "ip6")] {
             let table = rules.table(fam).unwrap();
             let chains: Vec<String> = table.chains.keys().cloned().collect();
@@ -70,8 +70,8 @@ fn the_kernel_rejects_a_broken_script() {
             vec![ep("10.0.1.1")],
         )],
     );
-    let broken = render_full(&state).replace(
-        "add chain ip podnet_services endpoint-",
+    let broken = render_full(&state).to_script().replace(
+        "add chain ip podnet_services lb-",
         "add chain ip podnet_services x-",
     );
     assert!(nft_check(&broken).is_err());

@@ -36,7 +36,7 @@ fn client_ip_affinity_defaults_to_three_hours() {
             dnat(&["10.180.0.1:80", "10.180.0.2:80"], false),
         )],
     );
-    let script = crate::service::render_full(&state);
+    let script = crate::service::render_full(&state).to_script();
     assert!(script.contains(
         "add set ip podnet_services affinity-10800-ns/svc/tcp/p__10.180.0.1/80 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }"
     ));

@@ -150,7 +150,7 @@ fn headless_and_external_name_services_get_no_rules() {
     let state = compile(&[headless, external_name, other_proxy], &slices, &node());
     assert_eq!(state.services, vec![]);
     assert_eq!(state.warnings, vec![]);
-    let script = render_full(&state);
+    let script = render_full(&state).to_script();
     assert!(
         !script
             .lines()
