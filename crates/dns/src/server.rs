@@ -5,23 +5,21 @@ mod forward;
 mod tcp;
 #[cfg(test)]
 mod tests;
+mod udp;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread;
 use std::time::Duration;
 
 use crate::cache::Cache;
-use crate::wire::{self, Handled, Transport};
 use crate::zone::Zone;
-use forward::{Forwarder, Reply};
+use forward::Forwarder;
 
 /// How often UDP workers wake to notice a stop.
 const POLL: Duration = Duration::from_millis(100);
-/// Largest datagram we read; anything longer is cut and then fails to parse (FORMERR).
-const UDP_BUFFER: usize = 65535;
 
 /// How to run the server.
 #[derive(Clone, Debug)]
@@ -42,6 +40,9 @@ pub struct ServerConfig {
     pub cache_entries: usize,
     /// Longest a forwarded answer is cached, in seconds, whatever its TTL.
     pub cache_max_ttl: u32,
+    /// Bytes each UDP worker may spend remembering the zone responses it sent, to answer the
+    /// same question again without parsing or encoding (0 disables; emptied on a zone change).
+    pub answer_memo_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +56,7 @@ impl Default for ServerConfig {
             udp_workers: 0,
             cache_entries: 10_000,
             cache_max_ttl: 3600,
+            answer_memo_bytes: 2 << 20,
         }
     }
 }
@@ -97,6 +99,9 @@ pub enum ServerError {
 #[derive(Debug)]
 struct Shared {
     zone: RwLock<Arc<Zone>>,
+    /// Bumped on every zone change, so UDP workers can keep their own `Arc` of the zone and
+    /// look at the lock only when it moved.
+    zone_generation: AtomicU64,
     stop: AtomicBool,
     forwarder: Forwarder,
     tcp_connections: AtomicUsize,
@@ -106,6 +111,15 @@ struct Shared {
 impl Shared {
     fn zone(&self) -> Arc<Zone> {
         Arc::clone(&self.zone.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The zone and its generation, read together.
+    fn zone_and_generation(&self) -> (Arc<Zone>, u64) {
+        let zone = self.zone.read().unwrap_or_else(PoisonError::into_inner);
+        (
+            Arc::clone(&zone),
+            self.zone_generation.load(Ordering::Acquire),
+        )
     }
 }
 
@@ -165,6 +179,7 @@ impl Server {
             })?;
         let shared = Arc::new(Shared {
             zone: RwLock::new(Arc::new(zone)),
+            zone_generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             forwarder,
             tcp_connections: AtomicUsize::new(0),
@@ -219,7 +234,7 @@ impl Server {
         for socket in &self.udp {
             for _ in 0..workers {
                 let (shared, socket) = (Arc::clone(&self.shared), Arc::clone(socket));
-                match spawn("udp", Box::new(move || udp_loop(&shared, &socket))) {
+                match spawn("udp", Box::new(move || udp::serve(&shared, &socket))) {
                     Ok(t) => threads.push(t),
                     Err(e) => result = Err(e),
                 }
@@ -296,50 +311,14 @@ fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), S
     })
 }
 
-fn udp_loop(shared: &Shared, socket: &Arc<UdpSocket>) {
-    let mut buf = vec![0u8; UDP_BUFFER];
-    while !shared.stop.load(Ordering::Relaxed) {
-        let (len, peer) = match socket.recv_from(&mut buf) {
-            Ok(received) => received,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(error) => {
-                // E.g. ECONNREFUSED from an earlier reply's ICMP; the socket is still fine.
-                tracing::debug!(%error, "dns udp receive");
-                continue;
-            }
-        };
-        let zone = shared.zone();
-        match wire::handle(&zone, &buf[..len], Transport::Udp) {
-            Handled::Reply(bytes) => {
-                if let Err(error) = socket.send_to(&bytes, peer) {
-                    tracing::debug!(%error, %peer, "dns udp reply not sent");
-                }
-            }
-            Handled::Forward(forward) => {
-                let reply = Reply::Udp {
-                    socket: Arc::clone(socket),
-                    peer,
-                };
-                shared.forwarder.forward(*forward, reply);
-            }
-            Handled::Drop => {}
-        }
-    }
-}
-
 // === impl ZoneSetter ===
 
 impl ZoneSetter {
     /// Replaces the zone atomically.
     pub fn set(&self, zone: Zone) {
-        *self.0.zone.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(zone);
+        let mut current = self.0.zone.write().unwrap_or_else(PoisonError::into_inner);
+        *current = Arc::new(zone);
+        self.0.zone_generation.fetch_add(1, Ordering::Release);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The wire-level answer path: bytes of a request in, bytes of a response out, for zone names;
 //! out-of-zone questions come back as a [`Forward`] for the server's forwarder. Never panics.
 
+mod memo;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -8,6 +9,8 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{Record, RecordType};
 
 use crate::zone::{Lookup, Zone};
+
+pub(crate) use memo::{AnswerMemo, Memoized};
 
 /// Response size without EDNS (RFC 1035 §4.2.1).
 const CLASSIC_UDP_LIMIT: usize = 512;
@@ -60,23 +63,43 @@ pub(crate) struct Forward {
 
 /// Parses and answers `request`; see [`Handled`].
 pub(crate) fn handle(zone: &Zone, request: &[u8], transport: Transport) -> Handled {
+    handle_memoizable(zone, request, transport).0
+}
+
+/// [`handle`], and whether a reply is worth remembering for the same request bytes: true when
+/// the request parsed (the reply is built from its question), false for header-only errors.
+fn handle_memoizable(zone: &Zone, request: &[u8], transport: Transport) -> (Handled, bool) {
     let Some(header) = request.get(..HEADER_LEN) else {
-        return Handled::Drop;
+        return (Handled::Drop, false);
     };
     // Never answer a response: two servers could bounce errors at each other forever.
     if header[2] & 0x80 != 0 {
-        return Handled::Drop;
+        return (Handled::Drop, false);
     }
     let op_code = (header[2] >> 3) & 0x0f;
     if op_code != u8::from(OpCode::Query) {
-        return Handled::Reply(header_only(header, ResponseCode::NotImp));
+        return (
+            Handled::Reply(header_only(header, ResponseCode::NotImp)),
+            false,
+        );
     }
     let Ok(message) = Message::from_vec(request) else {
-        return Handled::Reply(header_only(header, ResponseCode::FormErr));
+        return (
+            Handled::Reply(header_only(header, ResponseCode::FormErr)),
+            false,
+        );
     };
     if message.queries.len() != 1 {
-        return Handled::Reply(header_only(header, ResponseCode::FormErr));
+        return (
+            Handled::Reply(header_only(header, ResponseCode::FormErr)),
+            false,
+        );
     }
+    (handle_message(zone, message, transport), true)
+}
+
+/// Answers a parsed request with exactly one question.
+fn handle_message(zone: &Zone, message: Message, transport: Transport) -> Handled {
     let limit = match (transport, &message.edns) {
         (Transport::Tcp, _) => usize::from(u16::MAX),
         (Transport::Udp, None) => CLASSIC_UDP_LIMIT,

@@ -115,7 +115,7 @@ pub struct Zone {
     soa: Record,
     /// Every owner name in the zone and its reverse names, ancestors included (empty
     /// non-terminals have no records). `Name`'s `Eq`/`Hash` are case-insensitive.
-    nodes: HashMap<Name, Vec<Record>>,
+    nodes: HashMap<Name, Box<[Record]>>,
     reverse: Vec<ReverseZone>,
     /// `(namespace, address)` of running pods, for `pods verified`; namespaces lower-cased.
     pod_ips: HashSet<(String, IpAddr)>,

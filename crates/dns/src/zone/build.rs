@@ -398,9 +398,10 @@ struct Records {
 
 impl Records {
     fn add(&mut self, record: Record) {
+        // Room for one: most owners have one record, and a first push would make room for four.
         self.nodes
             .entry(record.name.clone())
-            .or_default()
+            .or_insert_with(|| Vec::with_capacity(1))
             .push(record);
     }
 
@@ -410,7 +411,7 @@ impl Records {
 
     /// Dedups, sets SRV weights, and adds every in-zone ancestor up to `origin` as an empty
     /// non-terminal so that `ns.svc.<zone>` and `_tcp.svc.ns.svc.<zone>` are NODATA.
-    fn finish(mut self, origin: &Name) -> HashMap<Name, Vec<Record>> {
+    fn finish(mut self, origin: &Name) -> HashMap<Name, Box<[Record]>> {
         let mut ancestors = Vec::new();
         for (name, records) in &mut self.nodes {
             records.sort();
@@ -438,6 +439,10 @@ impl Records {
             self.nodes.entry(name).or_default();
         }
         self.nodes.entry(origin.clone()).or_default();
+        // Exactly sized slices, in a table sized for the final count.
         self.nodes
+            .into_iter()
+            .map(|(name, records)| (name, records.into_boxed_slice()))
+            .collect()
     }
 }
