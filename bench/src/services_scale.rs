@@ -1,6 +1,7 @@
 //! The service proxy at scale: N Services × 10 endpoints (N = 100, 1k, 10k, 30k) programmed
 //! into a throwaway node namespace exactly as the agent programs them (compile, render, then
-//! rules through `nft -f -` and elements through netlink), and in the same run:
+//! rules through `nft -f -` and elements through netlink; a change recompiles only the
+//! Services whose objects changed), and in the same run:
 //!
 //! - full sync time (compile + render + load), and the load alone;
 //! - one added Service and one changed endpoint applied as a diff on top of N;
@@ -30,7 +31,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use podnet_model::service::{self, NodeFacts, ServiceState};
+use podnet_model::service::{self, NodeFacts, ServiceTracker};
 use podnet_testkit::Netns;
 
 const ENDPOINTS_PER_SERVICE: u32 = 10;
@@ -124,8 +125,9 @@ fn main() -> Result<()> {
         let rss_before = rss_kib();
         let (services, slices) = generate(n);
         let started = Instant::now();
-        let state = service::compile(&services, &slices, &facts);
-        let transaction = service::render_full(&state);
+        let mut tracker = ServiceTracker::new();
+        tracker.update(&services, &slices, &facts);
+        let transaction = service::render_full(tracker.state());
         let loaded = Instant::now();
         let steps = lab
             .node
@@ -142,10 +144,17 @@ fn main() -> Result<()> {
         let mem_mib = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
         drop(transaction);
 
-        let add = timed_change(&lab, &state, &facts, &services, &slices, Change::AddService)?;
+        let add = timed_change(
+            &lab,
+            &mut tracker,
+            &facts,
+            &services,
+            &slices,
+            Change::AddService,
+        )?;
         let ep = timed_change(
             &lab,
-            &state,
+            &mut tracker,
             &facts,
             &services,
             &slices,
@@ -172,7 +181,7 @@ fn main() -> Result<()> {
             rps,
             mem_mib
         );
-        drop((state, services, slices));
+        drop((tracker, services, slices));
     }
 
     let client = next_client()?;
@@ -370,18 +379,18 @@ enum Change {
     MoveEndpoint,
 }
 
-/// Applies one change on top of the loaded `state` as the agent does (compile everything,
-/// render the difference, one transaction), times it, then puts the old state back.
+/// Applies one change on top of the loaded state as the agent does (compile the changed
+/// Service, render its difference, apply it), times it, then puts the old state back.
 fn timed_change(
     lab: &Topology,
-    state: &ServiceState,
+    tracker: &mut ServiceTracker,
     facts: &NodeFacts,
-    services: &[Service],
-    slices: &[EndpointSlice],
+    original_services: &[Service],
+    original_slices: &[EndpointSlice],
     change: Change,
 ) -> Result<Duration> {
-    let mut services = services.to_vec();
-    let mut slices = slices.to_vec();
+    let mut services = original_services.to_vec();
+    let mut slices = original_slices.to_vec();
     match change {
         Change::AddService => {
             let n = u32::try_from(services.len()).unwrap_or(u32::MAX);
@@ -397,19 +406,21 @@ fn timed_change(
             {
                 ep.addresses = vec!["10.250.255.254".into()];
             }
+            if let Some(slice) = slices.last_mut() {
+                slice.metadata.resource_version = Some("2".into());
+            }
         }
     }
+    let mut apply_change = |services: &[Service], slices: &[EndpointSlice]| {
+        let old_node = tracker.state().node.clone();
+        let changes = tracker.update(services, slices, facts);
+        let diff = service::render_changes(&old_node, tracker.state(), &changes.services);
+        lab.node.run(|| apply_transaction(&diff))
+    };
     let started = Instant::now();
-    let changed = service::compile(&services, &slices, facts);
-    let diff = service::render_diff(state, &changed);
-    lab.node
-        .run(|| apply_transaction(&diff))
-        .context("applying one change")?;
+    apply_change(&services, &slices).context("applying one change")?;
     let took = started.elapsed();
-    let back = service::render_diff(&changed, state);
-    lab.node
-        .run(|| apply_transaction(&back))
-        .context("undoing the change")?;
+    apply_change(original_services, original_slices).context("undoing the change")?;
     Ok(took)
 }
 
@@ -444,6 +455,7 @@ fn service_with_endpoints(i: u32, endpoints: Vec<Ipv4Addr>) -> (Service, Endpoin
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some("bench".into()),
+            resource_version: Some("1".into()),
             ..Default::default()
         },
         spec: Some(ServiceSpec {
@@ -465,6 +477,7 @@ fn service_with_endpoints(i: u32, endpoints: Vec<Ipv4Addr>) -> (Service, Endpoin
             name: Some(format!("{name}-abcde")),
             namespace: Some("bench".into()),
             labels: Some([("kubernetes.io/service-name".to_owned(), name)].into()),
+            resource_version: Some("1".into()),
             ..Default::default()
         },
         address_type: "IPv4".into(),

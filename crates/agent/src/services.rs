@@ -5,10 +5,12 @@
 //! `nft -f` transaction, then their sets and maps emptied and refilled in one netlink
 //! transaction, so a restarted agent adopts what a previous one left without a moment in
 //! which Services are missing (between the two, the new rules run on the old elements).
-//! Later syncs send only the difference to the last state applied: usually a few elements. After each sync, UDP conntrack entries that still lead to endpoints that
-//! no longer serve are deleted, so a DNS-like client does not keep sending into the void.
+//! Later syncs compile only the Services whose objects changed (by resourceVersion, as
+//! kube-proxy's change trackers do) and send only their difference: usually a few elements.
+//! After a sync that touched a UDP Service, conntrack entries that still lead to endpoints
+//! that no longer serve are deleted, so a DNS-like client does not keep sending into the void.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Service;
@@ -18,22 +20,29 @@ use podnet_kernel::nft_elements::{self, ElementData, NftFamily, SetOp, TableOps,
 use podnet_kernel::{conntrack, nft};
 use podnet_model::service::{
     self, ConntrackEntry, Element, ElementChange, HealthCheck, IpFamily, MapVerdict, NodeFacts,
-    Protocol, ServiceName, ServiceState, StaleFlow, Transaction, Value,
+    Protocol, ServiceEntry, ServiceName, ServiceState, ServiceTracker, StaleFlow, Transaction,
+    Value,
 };
 use tracing::{debug, info, warn};
 
 use crate::serve::Metrics;
 
-/// The proxy's memory between syncs: the last state applied to the kernel.
+/// The proxy's memory between syncs: the compiled state, and whether the kernel holds it.
 #[derive(Default)]
 pub struct ServiceProxy {
-    applied: Option<ServiceState>,
+    tracker: ServiceTracker,
+    /// Whether the kernel holds the tracker's state (false before the first sync and after
+    /// a failed one: the next sync is then a full one).
+    in_kernel: bool,
     /// Each slice's last `endpoints.kubernetes.io/last-change-trigger-time` seen.
     triggers: HashMap<(String, String), String>,
 }
 
 /// The annotation endpoint controllers put on a slice: when the change it reflects happened.
 const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+/// The label naming an EndpointSlice's Service.
+const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 /// What went wrong programming Services.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +55,8 @@ impl ServiceProxy {
         Self::default()
     }
 
-    /// Makes the kernel match `services` and `slices` for this node.
+    /// Makes the kernel match `services` and `slices` for this node. Only the Services whose
+    /// objects changed since the last sync are compiled and rendered again.
     pub fn sync(
         &mut self,
         services: &[Service],
@@ -55,35 +65,59 @@ impl ServiceProxy {
         metrics: &Metrics,
     ) -> Result<(), ProxyError> {
         let started = Instant::now();
-        let state = service::compile(services, slices, node);
-        for w in &state.warnings {
-            debug!(warning = %w, "service skipped in part");
+        let first_sync = !self.in_kernel;
+        let old_node = self.tracker.state().node.clone();
+        let changes = self.tracker.update(services, slices, node);
+        let state = self.tracker.state();
+        if changes.full {
+            for w in &state.warnings {
+                debug!(warning = %w, "service skipped in part");
+            }
         }
-        if self.applied.as_ref() == Some(&state) {
-            self.observe_triggers(slices, metrics);
+        if self.in_kernel && changes.services.is_empty() && old_node == state.node {
             return Ok(());
         }
-        let transaction = match &self.applied {
-            None => service::render_full(&state),
-            Some(old) => service::render_diff(old, &state),
+        let transaction = if first_sync {
+            service::render_full(state)
+        } else {
+            service::render_changes(&old_node, state, &changes.services)
         };
         if !transaction.is_empty() {
             if let Err(e) = apply_transaction(&transaction) {
                 // A step may have landed before another failed: only a full sync knows
                 // what to do from any table.
-                self.applied = None;
+                self.in_kernel = false;
                 return Err(e);
             }
-            if self.applied.is_none() {
+            if first_sync {
                 info!(services = state.services.len(), "service rules adopted");
             }
         }
+        self.in_kernel = true;
         // Only UDP Services can leave stale flows; listing conntrack costs a process.
-        if has_udp(&state) {
-            clear_stale_udp(&state);
+        let udp_changed = if first_sync || changes.full {
+            has_udp(state.services.iter())
+        } else {
+            let names: HashSet<&ServiceName> = changes.services.iter().map(|(n, _)| n).collect();
+            has_udp(
+                changes
+                    .services
+                    .iter()
+                    .filter_map(|(_, old)| old.as_ref())
+                    .chain(state.services.iter().filter(|e| names.contains(&e.name))),
+            )
+        };
+        if udp_changed {
+            clear_stale_udp(state);
         }
-        self.observe_triggers(slices, metrics);
-        self.applied = Some(state);
+        let changed: Option<HashSet<(&str, &str)>> = (!first_sync && !changes.full).then(|| {
+            changes
+                .services
+                .iter()
+                .map(|(n, _)| (n.namespace.as_str(), n.name.as_str()))
+                .collect()
+        });
+        self.observe_triggers(slices, changed.as_ref(), first_sync, metrics);
         metrics.record_proxy_sync(started.elapsed(), unix_now());
         Ok(())
     }
@@ -91,11 +125,26 @@ impl ServiceProxy {
     /// kube-proxy's network programming latency: from each endpoint change (the trigger time
     /// its controller wrote on the slice) to now, when the change is in the kernel. Changes
     /// older than this process's first sync are not its latency and are only remembered.
-    fn observe_triggers(&mut self, slices: &[EndpointSlice], metrics: &Metrics) {
-        let first_sync = self.applied.is_none();
+    /// `changed` limits the look to the slices of those Services (`None`: every slice).
+    fn observe_triggers(
+        &mut self,
+        slices: &[EndpointSlice],
+        changed: Option<&HashSet<(&str, &str)>>,
+        first_sync: bool,
+        metrics: &Metrics,
+    ) {
         let now = unix_now();
-        let mut seen = HashMap::with_capacity(slices.len());
-        for slice in slices {
+        let mut seen = HashMap::new();
+        let owned_by_changed = |slice: &EndpointSlice| {
+            changed.is_none_or(|changed| {
+                let meta = &slice.metadata;
+                let service = meta.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE_NAME));
+                service.is_some_and(|service| {
+                    changed.contains(&(meta.namespace.as_deref().unwrap_or_default(), service))
+                })
+            })
+        };
+        for slice in slices.iter().filter(|s| owned_by_changed(s)) {
             let Some(trigger) = slice
                 .metadata
                 .annotations
@@ -118,15 +167,20 @@ impl ServiceProxy {
             }
             seen.insert(key, trigger.clone());
         }
-        self.triggers = seen;
+        if changed.is_some() {
+            self.triggers.extend(seen);
+        } else {
+            self.triggers = seen;
+        }
     }
 
     /// The health checks of the state last applied: `healthCheckNodePort` and local endpoint
     /// count of every Local LoadBalancer Service.
     pub fn health_checks(&self) -> impl Iterator<Item = (&ServiceName, HealthCheck)> {
-        self.applied
+        self.tracker
+            .state()
+            .services
             .iter()
-            .flat_map(|state| &state.services)
             .filter_map(|s| Some((&s.name, s.health_check?)))
     }
 }
@@ -227,12 +281,8 @@ fn kernel_element(e: &Element) -> nft_elements::Element {
     }
 }
 
-fn has_udp(state: &ServiceState) -> bool {
-    state
-        .services
-        .iter()
-        .flat_map(|s| &s.ports)
-        .any(|p| p.name.protocol == Protocol::Udp)
+fn has_udp<'a>(mut entries: impl Iterator<Item = &'a ServiceEntry>) -> bool {
+    entries.any(|s| s.ports.iter().any(|p| p.name.protocol == Protocol::Udp))
 }
 
 /// Deletes UDP flows the new state no longer serves (best effort: a failure leaves them to

@@ -74,6 +74,7 @@ mod nft;
 mod state;
 mod topology;
 mod trace;
+mod tracker;
 mod warning;
 
 #[cfg(test)]
@@ -85,7 +86,7 @@ pub use health::{health_check_headers, health_check_response};
 pub use input::NodeFacts;
 pub use nft::{
     Element, ElementChange, Field, MapVerdict, TABLE, Transaction, Value, encode_fields,
-    render_diff, render_full, render_prune,
+    render_changes, render_diff, render_full, render_prune,
 };
 pub use state::{
     Dispatch, Endpoint, ExternalDispatch, HealthCheck, InternalDispatch, IpFamily, NodeView,
@@ -96,4 +97,5 @@ pub use trace::{
     AffinityTable, DnatTarget, DropReason, Frontend, Origin, Packet, RejectReason, Verdict, trace,
     trace_with_affinity,
 };
+pub use tracker::{Changes, ServiceTracker};
 pub use warning::CompileWarning;

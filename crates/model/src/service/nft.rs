@@ -55,14 +55,14 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 
-use super::state::{IpFamily, Protocol, ServiceState};
+use super::state::{IpFamily, NodeView, Protocol, ServiceEntry, ServiceName, ServiceState};
 pub use elements::{Element, ElementChange, Field, MapVerdict, Value, encode_fields};
 use groups::{Group, backends_map, nodeport_backends_map, port_groups};
 use layout::{
     BASE_CHAINS, CLUSTER_IPS, FIREWALL_IPS, HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
     NODEPORT_IPS, SERVICE_IPS, SERVICE_NODEPORTS, fixed_objects,
 };
-use objects::{Objects, Phases};
+use objects::Phases;
 use script::{addr_type, family};
 use service::service_objects;
 
@@ -155,47 +155,33 @@ pub fn render_full(state: &ServiceState) -> Transaction {
 /// The transaction turning a table that holds `old` into one that holds `new`, touching
 /// only what differs. Empty when nothing does.
 pub fn render_diff(old: &ServiceState, new: &ServiceState) -> Transaction {
-    let mut phases = Phases::default();
     let node_changed = old.node != new.node;
-    if node_changed {
-        phases.diff(&fixed_objects(&old.node), &fixed_objects(&new.node));
-    }
-    // Groups the changed Services leave and join.
-    let mut left = BTreeSet::new();
-    let mut joined = BTreeSet::new();
-    let mut diff = |phases: &mut Phases, o: Option<Objects>, n: Option<Objects>| {
-        let (o, n) = (o.unwrap_or_default(), n.unwrap_or_default());
-        left.extend(o.groups.iter().filter(|g| !n.groups.contains(g)).copied());
-        joined.extend(n.groups.iter().filter(|g| !o.groups.contains(g)).copied());
-        phases.diff(&o, &n);
-    };
+    let mut changes = Vec::new();
     // Both lists are sorted by name: walk them together.
     let (mut i, mut j) = (0, 0);
     loop {
-        let old_objects = |i: usize| service_objects(&old.services[i], &old.node);
-        let new_objects = |j: usize| service_objects(&new.services[j], &new.node);
         match (old.services.get(i), new.services.get(j)) {
             (None, None) => break,
-            (Some(_), None) => {
-                diff(&mut phases, Some(old_objects(i)), None);
+            (Some(o), None) => {
+                changes.push((Some(o), None));
                 i += 1;
             }
-            (None, Some(_)) => {
-                diff(&mut phases, None, Some(new_objects(j)));
+            (None, Some(n)) => {
+                changes.push((None, Some(n)));
                 j += 1;
             }
             (Some(o), Some(n)) => match o.name.cmp(&n.name) {
                 Ordering::Less => {
-                    diff(&mut phases, Some(old_objects(i)), None);
+                    changes.push((Some(o), None));
                     i += 1;
                 }
                 Ordering::Greater => {
-                    diff(&mut phases, None, Some(new_objects(j)));
+                    changes.push((None, Some(n)));
                     j += 1;
                 }
                 Ordering::Equal => {
                     if node_changed || o != n {
-                        diff(&mut phases, Some(old_objects(i)), Some(new_objects(j)));
+                        changes.push((Some(o), Some(n)));
                     }
                     i += 1;
                     j += 1;
@@ -203,13 +189,98 @@ pub fn render_diff(old: &ServiceState, new: &ServiceState) -> Transaction {
             },
         }
     }
+    let before = Before {
+        node: &old.node,
+        groups_used: &|g: &Group| groups::used(old.ports(), g),
+        all_groups: &|| all_groups(old),
+    };
+    render_entry_changes(&before, new, &changes)
+}
+
+/// The transaction for the Services a [`ServiceTracker`](super::ServiceTracker) reports
+/// changed: each Service's entry before (`None`: it is new) and its name. `old_node` is the
+/// node view before. Cheaper than [`render_diff`], which compares every Service.
+pub fn render_changes(
+    old_node: &NodeView,
+    new: &ServiceState,
+    changed: &[(ServiceName, Option<ServiceEntry>)],
+) -> Transaction {
+    let names: HashSet<&ServiceName> = changed.iter().map(|(name, _)| name).collect();
+    let changes: Vec<(Option<&ServiceEntry>, Option<&ServiceEntry>)> = changed
+        .iter()
+        .map(|(name, old)| {
+            let new_entry = new
+                .services
+                .binary_search_by(|e| e.name.cmp(name))
+                .ok()
+                .map(|i| &new.services[i]);
+            (old.as_ref(), new_entry)
+        })
+        .collect();
+    // The ports of the old state: the changed Services' old entries and everything else.
+    let unchanged = || {
+        new.services
+            .iter()
+            .filter(|e| !names.contains(&e.name))
+            .flat_map(|e| e.ports.iter())
+    };
+    let old_changed = || {
+        changed
+            .iter()
+            .filter_map(|(_, old)| old.as_ref())
+            .flat_map(|e| e.ports.iter())
+    };
+    let before = Before {
+        node: old_node,
+        groups_used: &|g: &Group| groups::used(unchanged().chain(old_changed()), g),
+        all_groups: &|| {
+            unchanged()
+                .chain(old_changed())
+                .flat_map(port_groups)
+                .collect()
+        },
+    };
+    render_entry_changes(&before, new, &changes)
+}
+
+/// What the renderer needs to know of the state before a change.
+struct Before<'a> {
+    node: &'a NodeView,
+    /// Whether any port used a group chain.
+    groups_used: &'a dyn Fn(&Group) -> bool,
+    /// Every group chain in use.
+    all_groups: &'a dyn Fn() -> BTreeSet<Group>,
+}
+
+fn render_entry_changes(
+    before: &Before<'_>,
+    new: &ServiceState,
+    changes: &[(Option<&ServiceEntry>, Option<&ServiceEntry>)],
+) -> Transaction {
+    let mut phases = Phases::default();
+    let node_changed = *before.node != new.node;
+    if node_changed {
+        phases.diff(&fixed_objects(before.node), &fixed_objects(&new.node));
+    }
+    // Groups the changed Services leave and join.
+    let mut left = BTreeSet::new();
+    let mut joined = BTreeSet::new();
+    for (o, n) in changes {
+        let o = o
+            .map(|e| service_objects(e, before.node))
+            .unwrap_or_default();
+        let n = n.map(|e| service_objects(e, &new.node)).unwrap_or_default();
+        left.extend(o.groups.iter().filter(|g| !n.groups.contains(g)).copied());
+        joined.extend(n.groups.iter().filter(|g| !o.groups.contains(g)).copied());
+        phases.diff(&o, &n);
+    }
     if node_changed {
         // Group chains' rules depend on the node: rewrite every one in use.
         joined.extend(all_groups(new));
-        left.extend(all_groups(old));
+        left.extend((before.all_groups)());
     }
     for group in &joined {
-        if node_changed || !groups::used(old.ports(), group) {
+        if node_changed || !(before.groups_used)(group) {
             let chain = group.chain(&new.node);
             chain.write_declare(&mut phases.add_chains);
             chain.write_rules(&mut phases.write_rules);

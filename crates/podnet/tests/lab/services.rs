@@ -158,7 +158,9 @@ fn a_pod_reaches_itself_through_its_service_masqueraded() {
     let client = lab.eventually("the pod answers itself through its Service", 20, || {
         http_get(&ns, vip, "/clientip")
     });
-    let client_ip = client.rsplit_once(':').map_or(client.as_str(), |(ip, _)| ip);
+    let client_ip = client
+        .rsplit_once(':')
+        .map_or(client.as_str(), |(ip, _)| ip);
     assert_ne!(
         client_ip, pod_ip,
         "a hairpin connection must be masqueraded (the pod saw itself as the client)"

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::service::testutil::*;
-use crate::service::{compile, render_diff, render_full};
+use crate::service::{ServiceTracker, compile, render_changes, render_diff, render_full};
 
 /// `n` Services, each with one TCP port and `endpoints` endpoints spread over 3 nodes.
 fn cluster(n: usize, endpoints: usize) -> (Vec<Service>, Vec<EndpointSlice>) {
@@ -72,6 +72,35 @@ fn run(n: usize, endpoints: usize) {
         diff.elements.len() <= 2 * endpoints + 2,
         "{}",
         diff.to_script()
+    );
+    // The same change through the tracker, as the agent makes it.
+    let stamp = |services: &mut Vec<Service>, slices: &mut Vec<EndpointSlice>| {
+        for s in services.iter_mut() {
+            s.metadata.resource_version = Some("1".into());
+        }
+        for s in slices.iter_mut() {
+            s.metadata.resource_version = Some("1".into());
+        }
+    };
+    let (mut services, mut slices) = (services, slices);
+    stamp(&mut services, &mut slices);
+    let mut tracker = ServiceTracker::new();
+    let (_, unchanged) = cluster(n, endpoints);
+    let mut unchanged_slices = unchanged;
+    for s in &mut unchanged_slices {
+        s.metadata.resource_version = Some("1".into());
+    }
+    tracker.update(&services, &unchanged_slices, &node());
+    slices[n / 2].metadata.resource_version = Some("2".into());
+    let t = Instant::now();
+    let changes = tracker.update(&services, &slices, &node());
+    let tracked = t.elapsed();
+    let t = Instant::now();
+    let tracked_diff = render_changes(&state.node, tracker.state(), &changes.services);
+    let tracked_render = t.elapsed();
+    assert_eq!(tracked_diff, diff);
+    eprintln!(
+        "{n}: one endpoint changed through the tracker: update {tracked:?}, render_changes {tracked_render:?}"
     );
     eprintln!(
         "{n} Services × {endpoints} endpoints: compile {compiled:?}, render_full {rendered:?} ({} MB of rules, {} elements); \

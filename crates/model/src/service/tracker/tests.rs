@@ -1,0 +1,203 @@
+//! The tracker must always hold what a full compile would, and its changes, rendered, must
+//! turn the old table into the new one.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use proptest::prelude::*;
+
+use crate::service::testutil::generate::{ServiceSpec, cluster, objects, service_spec};
+use crate::service::testutil::ruleset::Ruleset;
+use crate::service::testutil::*;
+use crate::service::{ServiceTracker, compile, render_changes, render_full};
+
+/// Objects as an API server would hand them out: each with a resourceVersion that changes
+/// when (and only when) its content does.
+fn versioned(specs: &[ServiceSpec]) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let (mut services, mut slices) = objects(specs);
+    fn stamp<T: serde::Serialize>(object: &T, meta: &mut ObjectMeta) {
+        let mut h = DefaultHasher::new();
+        serde_json::to_string(object).unwrap().hash(&mut h);
+        meta.resource_version = Some(h.finish().to_string());
+    }
+    for s in &mut services {
+        let copy = s.clone();
+        stamp(&copy, &mut s.metadata);
+    }
+    for s in &mut slices {
+        let copy = s.clone();
+        stamp(&copy, &mut s.metadata);
+    }
+    (services, slices)
+}
+
+fn script(rules: &mut Ruleset, script: &str) {
+    if let Err(e) = rules.apply(script) {
+        panic!("{e}\n--- script ---\n{script}");
+    }
+}
+
+fn fresh(state: &crate::service::ServiceState) -> Ruleset {
+    let mut rules = Ruleset::default();
+    script(&mut rules, &render_full(state).to_script());
+    rules
+}
+
+/// Runs a sequence of clusters through one tracker, checking each step.
+fn follow(steps: &[Vec<ServiceSpec>]) -> Result<(), TestCaseError> {
+    let mut tracker = ServiceTracker::new();
+    let mut rules: Option<Ruleset> = None;
+    for specs in steps {
+        let (services, slices) = versioned(specs);
+        let old_node = tracker.state().node.clone();
+        let changes = tracker.update(&services, &slices, &node());
+        let want = compile(&services, &slices, &node());
+        prop_assert_eq!(tracker.state(), &want);
+        match &mut rules {
+            None => rules = Some(fresh(&want)),
+            Some(rules) => {
+                let diff = render_changes(&old_node, tracker.state(), &changes.services);
+                script(rules, &diff.to_script());
+                prop_assert_eq!(&*rules, &fresh(&want));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_clusters_in_turn_compile_and_render_as_a_full_compile(
+        steps in prop::collection::vec(cluster(), 1..5),
+    ) {
+        follow(&steps)?;
+    }
+
+    #[test]
+    fn one_service_changing_at_a_time_compiles_and_renders_as_a_full_compile(
+        start in cluster(),
+        edits in prop::collection::vec((0usize..8, prop::option::of(service_spec())), 1..6),
+    ) {
+        // Each edit replaces (or removes, or appends) one Service of the previous step.
+        let mut steps = vec![start];
+        for (at, spec) in edits {
+            let mut next = steps.last().unwrap().clone();
+            match spec {
+                Some(spec) if at < next.len() => next[at] = spec,
+                Some(spec) => next.push(spec),
+                None if at < next.len() => {
+                    next.remove(at);
+                }
+                None => {}
+            }
+            steps.push(next);
+        }
+        follow(&steps)?;
+    }
+}
+
+#[test]
+fn an_unchanged_cluster_reports_no_change_and_one_edit_only_its_service() {
+    let specs = |endpoint: &str| {
+        let services = vec![
+            service("ns", "a", "172.30.0.1", vec![port("p", "TCP", 80)]),
+            service("ns", "b", "172.30.0.2", vec![port("p", "TCP", 80)]),
+        ];
+        let slices = vec![
+            slice("ns", "a", "a-1", &[("p", "TCP", 80)], vec![ep("10.0.1.1")]),
+            slice("ns", "b", "b-1", &[("p", "TCP", 80)], vec![ep(endpoint)]),
+        ];
+        (services, slices)
+    };
+    let stamp = |(mut services, mut slices): (Vec<Service>, Vec<EndpointSlice>), v: &str| {
+        for s in &mut services {
+            s.metadata.resource_version = Some("1".into());
+        }
+        for s in &mut slices {
+            s.metadata.resource_version = Some(v.into());
+        }
+        (services, slices)
+    };
+    let mut tracker = ServiceTracker::new();
+    let (services, slices) = stamp(specs("10.0.2.1"), "1");
+    assert!(tracker.update(&services, &slices, &node()).full);
+
+    let again = tracker.update(&services, &slices, &node());
+    assert!(!again.full && again.services.is_empty(), "{again:?}");
+
+    // Only b's slice has a new version (a's too, but with the same content it is a new
+    // version all the same: both are recompiled, only b differs in the rendered diff).
+    let (services, mut slices) = stamp(specs("10.0.2.9"), "1");
+    slices[1].metadata.resource_version = Some("2".into());
+    let old_node = tracker.state().node.clone();
+    let changes = tracker.update(&services, &slices, &node());
+    assert!(!changes.full);
+    let names: Vec<String> = changes
+        .services
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert_eq!(names, ["ns/b"]);
+    let diff = render_changes(&old_node, tracker.state(), &changes.services);
+    assert!(diff.script.is_empty() && diff.cleanup.is_empty());
+    assert!(
+        diff.to_script().contains("10.0.2.9"),
+        "{}",
+        diff.to_script()
+    );
+
+    // Without versions nothing tells what changed: everything is compiled.
+    let (services, slices) = specs("10.0.2.9");
+    assert!(tracker.update(&services, &slices, &node()).full);
+}
+
+#[test]
+fn warnings_of_unchanged_objects_survive_an_incremental_update() {
+    let objects = |a_endpoint: &str| {
+        let mut services = vec![
+            service("ns", "a", "172.30.0.1", vec![port("p", "TCP", 80)]),
+            service("ns", "b", "172.30.0.2", vec![port("p", "TCP", 80)]),
+        ];
+        let mut slices = vec![
+            slice("ns", "a", "a-1", &[("p", "TCP", 80)], vec![ep(a_endpoint)]),
+            // A bad address: a warning that belongs to b.
+            slice("ns", "b", "b-1", &[("p", "TCP", 80)], vec![ep("10.0.2.x")]),
+            // No Service label at all.
+            slice(
+                "ns",
+                "c",
+                "orphan",
+                &[("p", "TCP", 80)],
+                vec![ep("10.0.3.x")],
+            ),
+        ];
+        slices[2].metadata.labels = None;
+        for s in &mut services {
+            s.metadata.resource_version = Some("1".into());
+        }
+        for s in &mut slices {
+            s.metadata.resource_version = Some(format!("v-{a_endpoint}"));
+        }
+        // b's slice stays the same; a's and the orphan's get new versions.
+        slices[1].metadata.resource_version = Some("1".into());
+        (services, slices)
+    };
+    let mut tracker = ServiceTracker::new();
+    let (services, slices) = objects("10.0.1.1");
+    tracker.update(&services, &slices, &node());
+    let want = compile(&services, &slices, &node());
+    assert_eq!(want.warnings.len(), 2, "{:?}", want.warnings);
+    assert_eq!(tracker.state(), &want);
+
+    for endpoint in ["10.0.1.2", "10.0.1.3"] {
+        let (services, slices) = objects(endpoint);
+        let changes = tracker.update(&services, &slices, &node());
+        assert!(!changes.full);
+        assert_eq!(tracker.state(), &compile(&services, &slices, &node()));
+    }
+}
