@@ -5,12 +5,13 @@
 //!
 //! - full programming time (compile + render + load into a node without the table);
 //! - one change at 1k (one added policy; one pod's label changed), the whole sync as the agent
-//!   runs it: compile everything, render the full table, replace it (median of a few);
+//!   runs it: compile everything, render the table, send the kernel the changes from the
+//!   table it has (median of a few); and, for comparison, replacing the whole table instead;
 //! - TCP connect latency from a client pod to a server pod (p50, p99) with P installed, as a
 //!   ratio to P = 10, and on a node without the table as the floor; plus a control at the
 //!   largest P whose background policies spare the client's and server's apps, telling the
 //!   table's size apart from the length of the two pods' own chains;
-//! - the memory the agent's inputs, compiled state and last script take (RSS growth).
+//! - the memory the agent's inputs, compiled state and last table take (RSS growth).
 //!
 //! Topology, as the agent's CNI config wires pods: per P, a node namespace with bridge `cni0`
 //! (gateway 10.244.0.1/22, the node's pod CIDR) and an underlay address 192.168.100.11 (the
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use podnet_model::policy::{self, Direction, NodeView, Peers, PolicyInputs, PolicyState, Ports};
+use podnet_model::policy::{self, Direction, NodeView, PolicyInputs, PolicyState, PolicyTable};
 use podnet_model::service::Protocol;
 use podnet_testkit::Netns;
 use serde_json::{Value, json};
@@ -165,7 +166,8 @@ fn main() -> Result<()> {
         let state = policy::compile(&world.inputs());
         let compiled = started.elapsed();
         let view = NodeView::for_node_ips(&state, &node_ips);
-        let script = policy::render_full(&state, &view);
+        let table = policy::render(&state, &view);
+        let script = table.script();
         let rendered = started.elapsed() - compiled;
         let loading = Instant::now();
         node.node
@@ -173,7 +175,7 @@ fn main() -> Result<()> {
             .with_context(|| format!("loading the table of {} policies", case.label()))?;
         let load = loading.elapsed();
         let total = started.elapsed();
-        // What the agent keeps between syncs: the objects, and the script it last applied
+        // What the agent keeps between syncs: the objects, and the table it last applied
         // (the compiled state is kept here too, as the change below needs it).
         // The control comes after the same size, whose freed allocations it reuses: no
         // honest figure of its own.
@@ -213,13 +215,14 @@ fn main() -> Result<()> {
             client,
             mem_mib
         );
-        held.push((*case, world, script));
+        drop(script);
+        held.push((*case, world, table));
     }
     println!(
-        "(total = compile + render + load into a node without the table; srv_chain / cli_chain: the line of the server's ingress / the client's egress chain that admits the connection / the chain's lines; mem: RSS growth holding the objects, compiled state and script)"
+        "(total = compile + render + load into a node without the table; srv_chain / cli_chain: the rules of the server's ingress / the client's egress chain / the elements of the sets and maps they look up; mem: RSS growth holding the objects, compiled state and table)"
     );
 
-    for (case, world, script) in &held {
+    for (case, world, table) in &held {
         if case.p != 1000 || case.spared {
             continue;
         }
@@ -229,7 +232,7 @@ fn main() -> Result<()> {
         let mut added = world.clone();
         let next = case.p - server_policies().len() as u32;
         added.nps.push(background_policy(next, false)?);
-        let add = timed_sync(node, &added, &node_ips, script, o.repeats)?;
+        let add = timed_sync(node, &added, &node_ips, table, o.repeats)?;
         let mut relabelled = world.clone();
         let moved = 700;
         let pod = relabelled
@@ -237,15 +240,22 @@ fn main() -> Result<()> {
             .get_mut(moved as usize)
             .context("pod 700 is missing")?;
         pod.metadata.labels = Some(pod_labels(moved + REPLICAS));
-        let label = timed_sync(node, &relabelled, &node_ips, script, o.repeats)?;
+        let label = timed_sync(node, &relabelled, &node_ips, table, o.repeats)?;
         println!(
-            "one change at P={} (compile + render + replace the whole table, as the agent syncs; median of {}): add a policy {:.1} ms (load {:.1}), relabel a pod {:.1} ms (load {:.1})",
+            "one change at P={} (compile + render + apply the changes, as the agent syncs; median of {}): add a policy {:.1} ms (load {:.1}), relabel a pod {:.1} ms (load {:.1})",
             case.p,
             o.repeats,
-            ms(add.0),
-            ms(add.1),
-            ms(label.0),
-            ms(label.1)
+            ms(add.changes.0),
+            ms(add.changes.1),
+            ms(label.changes.0),
+            ms(label.changes.1)
+        );
+        println!(
+            "  the same replacing the whole table instead: add a policy {:.1} ms (load {:.1}), relabel a pod {:.1} ms (load {:.1})",
+            ms(add.whole.0),
+            ms(add.whole.1),
+            ms(label.whole.0),
+            ms(label.whole.1)
         );
     }
 
@@ -334,10 +344,9 @@ fn rule_lines(script: &str) -> usize {
     n
 }
 
-/// `first/len`: the line of pod `index`'s chain (one direction) that admits TCP to
-/// `SERVER_PORT` with `remote` on the other end, and the chain's length, counted as
-/// `render_full` writes it (one line per port entry; IPv4 only here) and checked against the
-/// chain in `script`. `-` if no chain.
+/// `rules/elements`: the rules of pod `index`'s chain (one direction) and the elements of the
+/// sets and maps it looks the packet up in, as `script` has them (the connection to `remote`
+/// must be allowed by the compiled state). `-` if no chain.
 fn walk(
     state: &PolicyState,
     script: &str,
@@ -361,81 +370,96 @@ fn walk(
     if !dp.isolated {
         return Ok("-".to_owned());
     }
-    let mut line = 0;
-    let mut first = None;
-    for rule in &dp.allow {
-        let peer = match rule.peers {
-            Peers::Any => true,
-            Peers::Set(id) => state
-                .peer_sets
-                .get(id.0)
-                .is_some_and(|s| s.contains(remote)),
-        };
-        let entries: Vec<bool> = match &rule.ports {
-            Ports::Any => vec![true],
-            Ports::Only(list) => list
-                .iter()
-                .map(|m| {
-                    m.protocol == Protocol::Tcp
-                        && m.ports.is_none_or(|(a, b)| (a..=b).contains(&SERVER_PORT))
-                })
-                .collect(),
-        };
-        for matches in entries {
-            line += 1;
-            if peer && matches && first.is_none() {
-                first = Some(line);
-            }
-        }
+    let (src, dst) = match direction {
+        Direction::Ingress => (remote, ip),
+        Direction::Egress => (ip, remote),
+    };
+    if !policy::allows(state, src, dst, Protocol::Tcp, SERVER_PORT).is_allowed() {
+        bail!("no rule of pod {ip} admits the connection");
     }
-    let first = first.with_context(|| format!("no rule of pod {ip} admits the connection"))?;
-    let len = line + 1; // and the final drop
-    let header = format!("chain {direction}-{}/{} {{", pod.namespace, pod.name);
-    let rendered = script
+    let chain = format!("{direction}-{}/{}", pod.namespace, pod.name);
+    let header = format!("chain {chain} {{");
+    let body: Vec<&str> = script
         .lines()
         .skip_while(|l| l.trim() != header)
         .skip(1)
         .take_while(|l| l.trim() != "}")
-        .count();
-    if rendered != len {
-        bail!("{header}: counted {len} lines, the script has {rendered}");
+        .collect();
+    if body.is_empty() {
+        bail!("{header} is not in the script");
     }
-    Ok(format!("{first}/{len}"))
+    let mut elements = 0;
+    for line in &body {
+        let Some(lookup) = line.split_whitespace().find_map(|w| w.strip_prefix('@')) else {
+            continue;
+        };
+        let declared = script
+            .lines()
+            .skip_while(|l| {
+                let t = l.trim();
+                t != format!("set {lookup} {{") && t != format!("map {lookup} {{")
+            })
+            .take_while(|l| l.trim() != "}")
+            .find_map(|l| l.trim().strip_prefix("elements = { "));
+        elements += declared.map_or(0, |e| e.split(", ").count());
+    }
+    Ok(format!("{}/{elements}", body.len()))
 }
 
-/// Compiles `world`, renders the full table and replaces the node's, as one agent sync, `repeats`
-/// times (the original table put back untimed in between): the medians of the whole sync and of
-/// the load alone.
+/// One change's sync times, medians of (whole sync, load alone).
+struct SyncTimes {
+    /// Sending the kernel the changes from the table it has, as the agent does.
+    changes: (Duration, Duration),
+    /// Replacing the whole table.
+    whole: (Duration, Duration),
+}
+
+/// Compiles `world`, renders its table and applies it to the node's, which holds `original`,
+/// `repeats` times each way (the original table put back untimed in between): as changes
+/// from `original`, and as a whole table.
 fn timed_sync(
     node: &Node,
     world: &World,
     node_ips: &[IpAddr],
-    original: &str,
+    original: &PolicyTable,
     repeats: usize,
-) -> Result<(Duration, Duration)> {
-    let mut total = Vec::new();
-    let mut load = Vec::new();
+) -> Result<SyncTimes> {
+    let original_script = original.script();
+    let mut times: [(Vec<Duration>, Vec<Duration>); 2] = Default::default();
     for _ in 0..repeats {
-        let started = Instant::now();
-        let state = policy::compile(&world.inputs());
-        let view = NodeView::for_node_ips(&state, node_ips);
-        let script = policy::render_full(&state, &view);
-        if script == original {
-            bail!("the change left the table as it was");
+        for (whole, (total, load)) in [false, true].into_iter().zip(times.iter_mut()) {
+            let started = Instant::now();
+            let state = policy::compile(&world.inputs());
+            let view = NodeView::for_node_ips(&state, node_ips);
+            let table = policy::render(&state, &view);
+            if table == *original {
+                bail!("the change left the table as it was");
+            }
+            let script = if whole {
+                table.script()
+            } else {
+                table.changes_from(original)
+            };
+            let loading = Instant::now();
+            node.node
+                .run(|| podnet_kernel::nft::apply(&script))
+                .context("applying one change")?;
+            load.push(loading.elapsed());
+            total.push(started.elapsed());
+            node.node
+                .run(|| podnet_kernel::nft::apply(&original_script))
+                .context("putting the table back")?;
         }
-        let loading = Instant::now();
-        node.node
-            .run(|| podnet_kernel::nft::apply(&script))
-            .context("applying one change")?;
-        load.push(loading.elapsed());
-        total.push(started.elapsed());
-        node.node
-            .run(|| podnet_kernel::nft::apply(original))
-            .context("putting the table back")?;
     }
-    total.sort();
-    load.sort();
-    Ok((total[total.len() / 2], load[load.len() / 2]))
+    let median = |(total, load): &mut (Vec<Duration>, Vec<Duration>)| {
+        total.sort();
+        load.sort();
+        (total[total.len() / 2], load[load.len() / 2])
+    };
+    Ok(SyncTimes {
+        changes: median(&mut times[0]),
+        whole: median(&mut times[1]),
+    })
 }
 
 /// A node namespace with bridge `cni0` and the two real pods on it.

@@ -3,9 +3,11 @@
 //! `podnet_model::policy`).
 //!
 //! Every sync compiles the whole policy state and renders the table for this node's pods; the
-//! script goes to the kernel only when it differs from the last one applied. The script
-//! replaces the table in one transaction, so the first sync of a restarted agent adopts what
-//! its predecessor left without a moment in which pods are unprotected.
+//! kernel hears of it only when it differs from the last one applied, and then only of the
+//! difference (elements added and removed, chains refilled) in one transaction. The first sync
+//! (and any whose changes the kernel refuses, say because the table was deleted behind the
+//! agent's back) replaces the whole table in one transaction, so a restarted agent adopts
+//! what its predecessor left without a moment in which pods are unprotected.
 //!
 //! After each successful sync the pods the kernel's ruleset now accounts for are published
 //! ([`Programmed`], `GET /policy/programmed?ip=…` on the agent's endpoint). podnet-cni's ADD
@@ -24,7 +26,7 @@ use k8s_openapi::api::core::v1::{HostIP, Pod, PodIP};
 
 use podnet_kernel::netlink::{Netlink, NetlinkError};
 use podnet_kernel::nft::NftError;
-use podnet_model::policy::{self, NodeView, PolicyInputs, PolicyState};
+use podnet_model::policy::{self, NodeView, PolicyInputs, PolicyState, PolicyTable};
 use tracing::{info, warn};
 
 use crate::serve::Metrics;
@@ -44,10 +46,10 @@ pub enum PolicyError {
     Nft(#[from] NftError),
 }
 
-/// The enforcer's memory between syncs: the last script the kernel accepted.
+/// The enforcer's memory between syncs: the last table the kernel accepted.
 #[derive(Debug, Default)]
 pub struct PolicyEnforcer {
-    applied: Option<String>,
+    applied: Option<PolicyTable>,
 }
 
 /// The local pods whose policy is in the kernel, by address: what the ruleset last applied
@@ -80,9 +82,26 @@ impl PolicyEnforcer {
         };
         let state = policy::compile(&inputs);
         let view = NodeView::for_node_ips(&state, &node_ips);
-        let script = policy::render_full(&state, &view);
-        if self.applied.as_deref() != Some(script.as_str()) {
-            podnet_kernel::nft::apply(&script)?;
+        let table = policy::render(&state, &view);
+        if self.applied.as_ref() != Some(&table) {
+            let changed = self.applied.as_ref().and_then(|old| {
+                let changes = table.changes_from(old);
+                match podnet_kernel::nft::apply(&changes) {
+                    Ok(()) => Some(changes.len()),
+                    Err(e) => {
+                        warn!(error = %e, "policy changes refused; replacing the whole table");
+                        None
+                    }
+                }
+            });
+            let bytes = match changed {
+                Some(bytes) => bytes,
+                None => {
+                    let script = table.script();
+                    podnet_kernel::nft::apply(&script)?;
+                    script.len()
+                }
+            };
             metrics
                 .policy_apply_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -91,11 +110,11 @@ impl PolicyEnforcer {
             }
             info!(
                 local_pod_addresses = view.local_pod_ips.len(),
-                bytes = script.len(),
+                bytes,
                 first = self.applied.is_none(),
                 "network policy table applied"
             );
-            self.applied = Some(script);
+            self.applied = Some(table);
         }
         let local = local_pods(&state, &view);
         let pods: BTreeSet<&String> = local.values().collect();

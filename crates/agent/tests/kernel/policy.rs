@@ -111,4 +111,16 @@ fn the_policy_table_is_applied_on_change_only_and_replaced_by_a_restarted_agent(
         metrics.programmed.pod(ip("10.244.1.2")).as_deref(),
         Some("x/a")
     );
+
+    // A change goes as a diff; when the kernel refuses it (the table was deleted behind the
+    // agent's back), the whole table replaces whatever is there.
+    node.run(|| restarted.sync(&snapshot(true), &metrics))
+        .unwrap();
+    assert!(table(&node).is_some_and(|t| t.contains("chain ingress-x/a")));
+    node.exec("nft", &["delete", "table", "inet", "podnet_policy"]);
+    node.run(|| restarted.sync(&snapshot(false), &metrics))
+        .unwrap();
+    let text = table(&node).expect("the whole table is applied again");
+    assert!(!text.contains("ingress-x/a"), "{text}");
+    assert!(text.contains("chain forward"), "{text}");
 }

@@ -120,6 +120,19 @@ impl AddrRange {
     pub fn is_single(&self) -> bool {
         self.first == self.last
     }
+
+    /// The range as numbers, first and last: IPv4 addresses as their `u32` value.
+    pub(crate) fn span(&self) -> (u128, u128) {
+        (to_num(self.first).1, to_num(self.last).1)
+    }
+
+    /// The range `first..=last` of one family, as numbers ([`span`](Self::span)'s inverse).
+    pub(crate) fn from_span(v6: bool, first: u128, last: u128) -> AddrRange {
+        AddrRange {
+            first: from_num(v6, first),
+            last: from_num(v6, last),
+        }
+    }
 }
 
 impl fmt::Display for AddrRange {

@@ -5,7 +5,7 @@
 //! ```text
 //! NetworkPolicy, ClusterNetworkPolicy,  ┐
 //! Pod, Namespace, Node (PolicyInputs)   ┴─▶ compile ─▶ PolicyState ─┬─▶ allows / reachability
-//!                                                      (plain data) └─▶ render_full (nft)
+//!                                                      (plain data) └─▶ render (nft table: whole, or changes)
 //! PolicyInputs ─▶ reference_allows  (the oracle the property tests hold `allows` to)
 //! ```
 //!
@@ -43,7 +43,7 @@
 //! `cluster.rs`); `domainNames` is not supported and fails closed.
 //!
 //! Not covered: loopback (a pod reaching its own address never leaves it, and no rule sees
-//! it), ICMP specifics (a rule with ports matches only TCP/UDP/SCTP), incremental rendering.
+//! it), ICMP specifics (a rule with ports matches only TCP/UDP/SCTP).
 
 mod addr;
 mod cluster;
@@ -71,7 +71,7 @@ pub use cnp::{
 pub use compile::compile;
 pub use eval::{Reachability, allows, reachability};
 pub use input::{NAMESPACE_NAME_LABEL, PolicyInputs};
-pub use nft::{NodeView, TABLE, render_full};
+pub use nft::{NodeView, PolicyTable, TABLE, render, render_full};
 pub use reference::reference_allows;
 pub use state::{
     Denial, DeniedBy, Direction, DirectionPolicy, PeerSetId, Peers, PodPolicy, PolicyState,

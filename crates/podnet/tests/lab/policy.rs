@@ -469,13 +469,14 @@ fn network_policy_truth_tables_match_the_model_and_new_pods_start_isolated() {
         |node: &str| text(&lab.exec_in(node, &["nft", "list", "table", "inet", "podnet_policy"]));
     let rules = lab.eventually("x/a's node renders the SCTP rule", 20, || {
         let rules = nft_table(&xa_node);
-        if rules.contains("sctp dport 81") && rules.contains("tcp dport 80") {
+        // Elements of x/a's ingress set: `<peers> . sctp . 81`.
+        if rules.contains(". sctp . 81") && rules.contains(". tcp . 80") {
             Ok(rules)
         } else {
-            Err(format!("no `sctp dport 81` on {xa_node}:\n{rules}"))
+            Err(format!("no `… . sctp . 81` element on {xa_node}:\n{rules}"))
         }
     });
-    assert!(!rules.contains("sctp dport 80"), "{rules}");
+    assert!(!rules.contains(". sctp . 80"), "{rules}");
     println!("=== {case}: nft on {xa_node}\n{rules}");
     for (_, node, _) in pods.iter().filter(|(_, node, _)| *node != xa_node) {
         let rules = nft_table(node);

@@ -1,7 +1,7 @@
 //! Policy tests: NetworkPolicy semantics on the upstream e2e model (`netpol.rs`,
 //! `ports.rs`), ClusterNetworkPolicy tiers (`cluster.rs`), the nft rendering (`render.rs`,
-//! with `nftsim.rs` running rendered rules packet by packet) and property tests against the
-//! reference evaluator (`prop.rs`). Fixtures live here.
+//! with `nftsim.rs` running rendered rules packet by packet; `diff.rs`, incremental changes)
+//! and property tests against the reference evaluator (`prop.rs`). Fixtures live here.
 //!
 //! The model is upstream's (kubernetes/kubernetes `test/e2e/network/netpol/model.go`):
 //! namespaces x, y, z (label `ns=<name>`), each with pods a, b, c (label `pod=<name>`), each
@@ -10,6 +10,7 @@
 //! (192.168.0.1–3).
 
 mod cluster;
+mod diff;
 mod netpol;
 mod nftsim;
 mod ports;

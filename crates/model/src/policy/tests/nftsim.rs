@@ -16,9 +16,29 @@ const NODE_IPS: [&str; 2] = ["192.168.0.1", "192.168.0.2"];
 /// A parsed table.
 #[derive(Debug, Default)]
 pub(super) struct Table {
-    sets: HashMap<String, Vec<(u128, u128, bool)>>,
-    maps: HashMap<String, HashMap<IpAddr, String>>,
+    lookups: HashMap<String, Lookup>,
     chains: HashMap<String, Vec<String>>,
+}
+
+/// A set or a verdict map.
+#[derive(Debug, Default)]
+struct Lookup {
+    /// What each part of the key (`a . b . c`) is.
+    key: Vec<Field>,
+    interval: bool,
+    /// Per element: each key part's inclusive range, and the verdict (maps).
+    elements: Vec<(Key, Option<String>)>,
+}
+
+/// An element's key: each part's inclusive range.
+type Key = Vec<(u128, u128)>;
+
+/// A part of a lookup key, or what a rule's selector puts there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Addr { v6: bool },
+    Protocol,
+    Port,
 }
 
 /// A new connection's first packet.
@@ -43,20 +63,120 @@ fn num(ip: IpAddr) -> (u128, bool) {
     }
 }
 
-fn parse_element(e: &str) -> (u128, u128, bool) {
-    if let Some((a, b)) = e.split_once('-') {
-        let (a, v6) = num(a.parse().unwrap());
-        let (b, _) = num(b.parse().unwrap());
-        return (a, b, v6);
+fn proto_num(p: Protocol) -> u128 {
+    match p {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
     }
-    if e.contains('/') {
+}
+
+/// An address, prefix or `a-b` range; panics when it is not of the key's family.
+fn parse_addr(e: &str, v6: bool) -> (u128, u128) {
+    let (a, b, fam) = if let Some((a, b)) = e.split_once('-') {
+        let (a, fam) = num(a.parse().unwrap());
+        let (b, fam_b) = num(b.parse().unwrap());
+        assert_eq!(fam, fam_b, "{e}: mixed families");
+        (a, b, fam)
+    } else if e.contains('/') {
         let net: IpNet = e.parse().unwrap();
-        let (a, v6) = num(net.network());
+        let (a, fam) = num(net.network());
         let (b, _) = num(net.broadcast());
-        return (a, b, v6);
+        (a, b, fam)
+    } else {
+        let (a, fam) = num(e.parse().unwrap());
+        (a, a, fam)
+    };
+    assert_eq!(fam, v6, "{e} in a key of the other family");
+    assert!(a <= b, "{e}: empty range");
+    (a, b)
+}
+
+fn parse_part(field: Field, e: &str) -> (u128, u128) {
+    match field {
+        Field::Addr { v6 } => parse_addr(e, v6),
+        Field::Protocol => {
+            let n = match e {
+                "tcp" => 6,
+                "udp" => 17,
+                "sctp" => 132,
+                other => panic!("protocol {other:?}"),
+            };
+            (n, n)
+        }
+        Field::Port => {
+            let (a, b) = e.split_once('-').unwrap_or((e, e));
+            let (a, b): (u16, u16) = (a.parse().unwrap(), b.parse().unwrap());
+            assert!(a <= b, "{e}: empty range");
+            (u128::from(a), u128::from(b))
+        }
     }
-    let (a, v6) = num(e.parse().unwrap());
-    (a, a, v6)
+}
+
+// === impl Lookup ===
+
+impl Lookup {
+    /// `type …` (with ` : verdict` for maps).
+    fn set_type(&mut self, line: &str) {
+        let key = line.strip_suffix(" : verdict").unwrap_or(line);
+        self.key = key
+            .split(" . ")
+            .map(|t| match t {
+                "ipv4_addr" => Field::Addr { v6: false },
+                "ipv6_addr" => Field::Addr { v6: true },
+                "inet_proto" => Field::Protocol,
+                "inet_service" => Field::Port,
+                other => panic!("key type {other:?}"),
+            })
+            .collect();
+    }
+
+    /// One element, held to what the kernel accepts: ranges only with `flags interval`, and
+    /// no element overlapping another (the kernel refuses with "File exists").
+    fn add(&mut self, name: &str, map: bool, e: &str) {
+        let (key, verdict) = if map {
+            let (k, v) = e
+                .split_once(" : ")
+                .unwrap_or_else(|| panic!("{name}: {e:?}"));
+            (k, Some(v.to_owned()))
+        } else {
+            assert!(!e.contains(" : "), "{name}: a verdict in a set: {e:?}");
+            (e, None)
+        };
+        let parts: Vec<&str> = key.split(" . ").collect();
+        assert_eq!(
+            parts.len(),
+            self.key.len(),
+            "{name}: {e:?} against {:?}",
+            self.key
+        );
+        let parts: Key = self
+            .key
+            .iter()
+            .zip(parts)
+            .map(|(f, p)| parse_part(*f, p))
+            .collect();
+        assert!(
+            self.interval || parts.iter().all(|(a, b)| a == b),
+            "{name}: range {e:?} without flags interval"
+        );
+        if let Some((other, _)) = self.elements.iter().find(|(o, _)| {
+            o.iter()
+                .zip(&parts)
+                .all(|((a, b), (c, d))| a <= d && c <= b)
+        }) {
+            panic!("{name}: {e:?} overlaps {other:?}");
+        }
+        self.elements.push((parts, verdict));
+    }
+
+    /// The element holding `key`, if any.
+    fn find(&self, key: &[u128]) -> Option<&Option<String>> {
+        self.elements
+            .iter()
+            .find(|(parts, _)| parts.iter().zip(key).all(|((a, b), k)| a <= k && k <= b))
+            .map(|(_, v)| v)
+    }
 }
 
 // === impl Table ===
@@ -70,9 +190,12 @@ impl Table {
                 let mut parts = head.split_whitespace();
                 let kind = parts.next().unwrap().to_owned();
                 let name = parts.next_back().unwrap().to_owned();
-                if kind == "chain" {
-                    t.chains.insert(name.clone(), Vec::new());
-                }
+                let fresh = match kind.as_str() {
+                    "chain" => t.chains.insert(name.clone(), Vec::new()).is_none(),
+                    "set" | "map" => t.lookups.insert(name.clone(), Lookup::default()).is_none(),
+                    _ => true,
+                };
+                assert!(fresh, "{kind} {name} declared twice");
                 current = Some((kind, name));
                 continue;
             }
@@ -83,42 +206,100 @@ impl Table {
             let Some((kind, name)) = &current else {
                 continue;
             };
-            if let Some(list) = line
+            if kind == "chain" {
+                if !line.starts_with("type ") {
+                    let rule = line.split(" comment ").next().unwrap_or(line);
+                    t.chains.get_mut(name).unwrap().push(rule.to_owned());
+                }
+                continue;
+            }
+            let lookup = t.lookups.get_mut(name).unwrap();
+            if let Some(ty) = line.strip_prefix("type ") {
+                assert_eq!(ty.ends_with(" : verdict"), kind == "map", "{name}: {ty}");
+                lookup.set_type(ty);
+            } else if line == "flags interval" {
+                lookup.interval = true;
+            } else if let Some(list) = line
                 .strip_prefix("elements = { ")
                 .and_then(|l| l.strip_suffix(" }"))
             {
                 for e in list.split(", ") {
-                    if kind == "map" {
-                        let (key, verdict) = e.split_once(" : ").unwrap();
-                        t.maps
-                            .entry(name.clone())
-                            .or_default()
-                            .insert(key.parse().unwrap(), verdict.to_owned());
-                    } else {
-                        t.sets
-                            .entry(name.clone())
-                            .or_default()
-                            .push(parse_element(e));
-                    }
+                    lookup.add(name, kind == "map", e);
                 }
-            } else if kind == "chain" && !line.starts_with("type ") {
-                let rule = line.split(" comment ").next().unwrap_or(line);
-                t.chains.get_mut(name).unwrap().push(rule.to_owned());
+            } else {
+                panic!("{name}: unknown line {line:?}");
             }
         }
         t
     }
 
-    fn in_set(&self, set: &str, ip: IpAddr) -> bool {
-        let (n, v6) = num(ip);
-        self.sets
-            .get(set)
-            .is_some_and(|s| s.iter().any(|(a, b, f)| *f == v6 && *a <= n && n <= *b))
-    }
-
     /// Runs a base chain; the table's base chains have policy accept.
     fn verdict(&self, base: &str, p: &Packet) -> bool {
         !matches!(self.run(base, p), Outcome::Drop)
+    }
+
+    /// The verdict of a rule the packet matches (`None`: it does not match).
+    fn rule_verdict(&self, rule: &str, p: &Packet) -> Option<String> {
+        let tokens: Vec<&str> = rule.split_whitespace().collect();
+        if matches!(tokens[0], "ct" | "icmpv6") {
+            // A new TCP/UDP/SCTP connection: neither established, related, invalid nor
+            // ICMPv6.
+            return None;
+        }
+        // The selector: `a . b . c` of packet fields.
+        let mut fields = Vec::new();
+        let mut key = Vec::new();
+        let mut i = 0;
+        loop {
+            match (tokens[i], tokens.get(i + 1).copied()) {
+                (fam @ ("ip" | "ip6"), Some(dir @ ("saddr" | "daddr"))) => {
+                    let ip = if dir == "saddr" { p.src } else { p.dst };
+                    let (n, v6) = num(ip);
+                    if v6 != (fam == "ip6") {
+                        return None;
+                    }
+                    fields.push(Field::Addr { v6 });
+                    key.push(n);
+                }
+                ("meta", Some("l4proto")) => {
+                    fields.push(Field::Protocol);
+                    key.push(proto_num(p.protocol));
+                }
+                ("th", Some("dport")) => {
+                    fields.push(Field::Port);
+                    key.push(u128::from(p.port));
+                }
+                _ => break,
+            }
+            i += 2;
+            if tokens.get(i) == Some(&".") {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        let rest = &tokens[i..];
+        if fields.is_empty() {
+            return Some(rest.join(" "));
+        }
+        let (map, name, verdict) = match rest {
+            ["vmap", name, ..] => (true, name, None),
+            [name, verdict @ ..] => (false, name, Some(verdict.join(" "))),
+            [] => panic!("no lookup in {rule:?}"),
+        };
+        let name = name.strip_prefix('@').unwrap_or_else(|| panic!("{rule:?}"));
+        let lookup = self
+            .lookups
+            .get(name)
+            .unwrap_or_else(|| panic!("no set {name}"));
+        assert_eq!(lookup.key, fields, "{rule:?}: the key of {name} differs");
+        let found = lookup.find(&key)?;
+        if map {
+            assert!(verdict.is_none());
+            found.clone()
+        } else {
+            verdict
+        }
     }
 
     fn run(&self, chain: &str, p: &Packet) -> Outcome {
@@ -127,62 +308,9 @@ impl Table {
             .get(chain)
             .unwrap_or_else(|| panic!("no chain {chain}"));
         for rule in rules {
-            let mut verdict: Option<String> = None;
-            let mut ok = true;
-            let tokens: Vec<&str> = rule.split_whitespace().collect();
-            let mut i = 0;
-            while ok && i < tokens.len() {
-                match tokens[i] {
-                    "ct" | "icmpv6" => {
-                        // A new TCP/UDP/SCTP connection: neither established, related,
-                        // invalid nor ICMPv6.
-                        ok = false;
-                    }
-                    fam @ ("ip" | "ip6") => {
-                        let ip = if tokens[i + 1] == "saddr" {
-                            p.src
-                        } else {
-                            p.dst
-                        };
-                        if (fam == "ip6") != ip.is_ipv6() {
-                            ok = false;
-                        } else if tokens[i + 2] == "vmap" {
-                            let map = &tokens[i + 3][1..];
-                            match self.maps.get(map).and_then(|m| m.get(&ip)) {
-                                Some(v) => verdict = Some(v.clone()),
-                                None => ok = false,
-                            }
-                            i += 1;
-                        } else {
-                            ok = self.in_set(&tokens[i + 2][1..], ip);
-                        }
-                        i += 3;
-                    }
-                    proto @ ("tcp" | "udp" | "sctp") => {
-                        let (a, b) = match tokens[i + 2].split_once('-') {
-                            Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
-                            None => {
-                                let n: u16 = tokens[i + 2].parse().unwrap();
-                                (n, n)
-                            }
-                        };
-                        ok = proto == p.protocol.nft_name() && a <= p.port && p.port <= b;
-                        i += 3;
-                    }
-                    "meta" => {
-                        ok = tokens[i + 2] == p.protocol.nft_name();
-                        i += 3;
-                    }
-                    _ => {
-                        verdict = Some(tokens[i..].join(" "));
-                        break;
-                    }
-                }
-            }
-            if !ok {
+            let Some(verdict) = self.rule_verdict(rule, p) else {
                 continue;
-            }
-            let Some(verdict) = verdict else { continue };
+            };
             let mut words = verdict.split_whitespace();
             match (words.next(), words.next()) {
                 (Some("accept"), _) => return Outcome::Accept,
@@ -211,6 +339,18 @@ pub(super) fn simulate(
     protocol: Protocol,
     port: u16,
 ) -> bool {
+    simulate_with(state, &render_full, src, dst, protocol, port)
+}
+
+/// [`simulate`] with the rulesets `render` writes (tests tamper with them).
+pub(super) fn simulate_with(
+    state: &PolicyState,
+    render: &dyn Fn(&PolicyState, &NodeView) -> String,
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> bool {
     let p = Packet {
         src,
         dst,
@@ -230,7 +370,7 @@ pub(super) fn simulate(
     };
     let table = |n: usize| {
         let view = NodeView::for_node_ips(state, &[NODE_IPS[n].parse().unwrap()]);
-        Table::parse(&render_full(state, &view))
+        Table::parse(&render(state, &view))
     };
     // Hooks in order: (node, base chain).
     let mut hops: Vec<(usize, &str)> = Vec::new();

@@ -1,5 +1,6 @@
-//! The nft rendering: a golden of a representative ruleset, its shape, and the kernel's own
-//! check (`nft -c` in a throwaway network namespace) when it can run.
+//! The nft rendering: a golden of a representative ruleset, its shape (a pod's chain does not
+//! grow with its policies), the interpreter's honesty, and the kernel's own check (`nft -c` in
+//! a throwaway network namespace) when it can run.
 
 use crate::nft_check::{can_check, nft_check};
 use std::collections::BTreeSet;
@@ -8,6 +9,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use serde_json::json;
 
+use super::nftsim::{Table, simulate, simulate_with};
 use super::{World, addr, ip, pod_json};
 use crate::policy::{NodeView, PolicyState, render_full};
 
@@ -214,4 +216,78 @@ fn a_shared_pod_address_stays_with_the_first_pod() {
         &NodeView::for_node_ips(&state, &[ip("192.168.0.1")]),
     );
     assert_eq!(script.matches("10.0.9.1 : goto").count(), 1);
+}
+
+/// `world` plus `n` policies selecting x/a, each admitting another pod on its own port.
+fn many_policies_on_xa(n: u16) -> World {
+    let mut w = World::upstream();
+    for k in 0..n {
+        let peer = super::PODS[usize::from(k) % 3];
+        let ns = super::NAMESPACES[usize::from(k / 3) % 3];
+        w = w.np(
+            "x",
+            &format!("np{k}"),
+            json!({"podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": ns}},
+                                   "podSelector": {"matchLabels": {"pod": peer}}}],
+                         "ports": [{"port": 9000 + k}, {"port": "serve-80-tcp"}]}]}),
+        );
+    }
+    w
+}
+
+/// The rules of a chain, as rendered.
+fn chain_rules<'a>(script: &'a str, chain: &str) -> Vec<&'a str> {
+    let header = format!("chain {chain} {{");
+    script
+        .lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| l.trim() != "}")
+        .collect()
+}
+
+#[test]
+fn a_pods_chain_does_not_grow_with_the_policies_selecting_it() {
+    let render = |n| {
+        let state = many_policies_on_xa(n).state();
+        render_full(&state, &node1(&state))
+    };
+    let (few, many) = (render(2), render(60));
+    assert_eq!(
+        chain_rules(&few, "ingress-x/a"),
+        chain_rules(&many, "ingress-x/a")
+    );
+    assert_eq!(chain_rules(&many, "ingress-x/a").len(), 2, "{many}");
+    // The policies are in the set: one element per own port, and 80 from every peer.
+    assert!(many.contains("10.0.2.2 . tcp . 9004,"), "{many}");
+    assert!(many.contains("10.0.2.1-10.0.2.3 . tcp . 80,"), "{many}");
+}
+
+#[test]
+fn the_simulator_catches_a_tampered_ruleset() {
+    let state = representative().state();
+    let (ya, xa) = (addr("y/a"), addr("x/a"));
+    let tcp = crate::service::Protocol::Tcp;
+    assert!(crate::policy::allows(&state, ya, xa, tcp, 80).is_allowed());
+    assert!(simulate(&state, ya, xa, tcp, 80));
+    let element = "10.0.2.1-10.0.2.3 . tcp . 80, ";
+    let tampered = |s: &PolicyState, n: &NodeView| {
+        let script = render_full(s, n);
+        if n.local_pod_ips.contains(&xa) {
+            assert!(script.contains(element), "{script}");
+        }
+        script.replace(element, "")
+    };
+    assert!(!simulate_with(&state, &tampered, ya, xa, tcp, 80));
+}
+
+#[test]
+#[should_panic(expected = "overlaps")]
+fn the_simulator_refuses_overlapping_elements_as_the_kernel_does() {
+    Table::parse(
+        "table inet podnet_policy {}\ndelete table inet podnet_policy\ntable inet podnet_policy {\n\
+         \tset s {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t\tflags interval\n\
+         \t\telements = { 10.0.2.0/24 . tcp . 80, 10.0.2.1 . tcp . 80-81 }\n\t}\n}\n",
+    );
 }
