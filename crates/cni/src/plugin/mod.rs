@@ -386,7 +386,16 @@ fn add_delegated(env: &Env, conf: &NetConf, ipam_plugin: &str) -> Result<CniResu
         .map_err(&release)?;
     let routes: Vec<(IpNet, Option<IpAddr>)> =
         allocated.routes.iter().map(|r| (r.dst, r.gw)).collect();
-    match wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules) {
+    let wired = wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules)
+        .and_then(|result| {
+            // As with our own IPAM: the containers start once ADD returns, their policy first.
+            if let Some(agent) = conf.policy_gate {
+                let ips: Vec<IpAddr> = addresses.iter().map(|(net, _)| net.addr()).collect();
+                policy_gate::wait_for_policy(env, agent, &ips)?;
+            }
+            Ok(result)
+        });
+    match wired {
         Ok(mut result) => {
             if result.dns == Default::default() {
                 result.dns = allocated.dns;

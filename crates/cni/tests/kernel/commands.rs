@@ -261,3 +261,66 @@ fn another_ipam_plugin_allocates_and_podnet_cni_wires_and_gives_back() {
     node.del("pod-a", Some(&a), Some(&ra));
     assert_eq!(node.veths().len(), 1);
 }
+
+#[test]
+fn the_policy_gate_holds_add_with_another_ipam_plugin_too() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::{Arc, Mutex};
+
+    assert!(
+        std::path::Path::new("/usr/lib/cni/static").exists(),
+        "install containernetworking-plugins"
+    );
+    let mut node = Node::bridge("10.98.13.0/24");
+    node.conf["cniVersion"] = json!("1.0.0");
+    node.conf["ipam"] = json!({
+        "type": "static",
+        "addresses": [{"address": "10.98.13.77/24", "gateway": "10.98.13.1"}],
+    });
+    // A node agent in the node's namespace that takes the attach and confirms at once.
+    let listener = node
+        .ns
+        .run(|| std::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    node.conf["policyGate"] = json!(listener.local_addr().unwrap().to_string());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut line);
+            let answer = if line.starts_with("POST /policy/attach") {
+                "HTTP/1.1 202 Accepted\r\n\r\nattached\n"
+            } else {
+                "HTTP/1.1 200 OK\r\n\r\nns1/pod1\n"
+            };
+            seen.lock().unwrap().push(line.trim().to_owned());
+            let _ = (&stream).write_all(answer.as_bytes());
+        }
+    });
+    let pod = Netns::new("a");
+    let netns = pod.path().display().to_string();
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "pod-1"),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/opt/cni/bin:/usr/lib/cni"),
+        ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=pod1"),
+    ];
+    let out = podnet_testkit::run_plugin(&plugin(), &node.ns, &env, &node.conf.to_string());
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    let requests = requests.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST /policy/attach?namespace=ns1&name=pod1&ip=10.98.13.77 ")),
+        "the agent never heard of the pod's delegated address: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /policy/programmed?ip=10.98.13.77 ")),
+        "{requests:?}"
+    );
+}
