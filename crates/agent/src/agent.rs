@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use podnet_kernel::netlink::Netlink;
+use podnet_kernel::sysctl;
 use tracing::{info, warn};
 
 use crate::cniconf::{self, CniSettings};
@@ -72,6 +73,37 @@ pub enum AgentError {
     NotReady(String),
 }
 
+/// The sysctl that sends traffic between two ports of a bridge (two pods on one node) through
+/// the IP hooks, where the policy table is. Per network namespace since Linux 5.3.
+const BRIDGE_NF_CALL_IPTABLES: &str = "net/bridge/bridge-nf-call-iptables";
+/// The same for IPv6.
+const BRIDGE_NF_CALL_IP6TABLES: &str = "net/bridge/bridge-nf-call-ip6tables";
+
+/// Pods on one node talk across the `cni0` bridge, which nftables' `inet` hooks only see with
+/// `br_netfilter` (kube-proxy and every bridge CNI need it too). The agent turns the calls on
+/// in its namespace; it does not load the module (that changes every bridge on the machine):
+/// without it, it says loudly what is not enforced.
+pub fn bridged_traffic_reaches_nftables() {
+    for key in [BRIDGE_NF_CALL_IPTABLES, BRIDGE_NF_CALL_IP6TABLES] {
+        match sysctl::get(key) {
+            Ok(v) if v == "1" => {}
+            Ok(_) => match sysctl::set(key, "1") {
+                Ok(()) => info!(sysctl = key, "enabled, so policy sees pod-to-pod traffic"),
+                Err(e) => warn!(
+                    sysctl = key,
+                    error = %e,
+                    "cannot enable: NetworkPolicy between pods on this node is not enforced"
+                ),
+            },
+            Err(_) => warn!(
+                sysctl = key,
+                "br_netfilter is not loaded (modprobe br_netfilter): NetworkPolicy between pods \
+                 on this node is not enforced"
+            ),
+        }
+    }
+}
+
 /// Runs the agent until the process ends. The kernel work happens in the calling thread's
 /// network namespace (the node's).
 pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), AgentError> {
@@ -88,6 +120,7 @@ pub fn run(config: AgentConfig, mut source: impl ClusterSource) -> Result<(), Ag
     let mut health_checks = HealthCheckServer::new(Arc::clone(&metrics));
     let mut last_masq = String::new();
     info!(node = %config.node, backend = ?config.backend, "agent starting");
+    bridged_traffic_reaches_nftables();
     loop {
         let started = Instant::now();
         // Read before the sync: an attachment arriving during it wakes the next one.

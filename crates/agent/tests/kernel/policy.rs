@@ -124,3 +124,17 @@ fn the_policy_table_is_applied_on_change_only_and_replaced_by_a_restarted_agent(
     assert!(!text.contains("ingress-x/a"), "{text}");
     assert!(text.contains("chain forward"), "{text}");
 }
+
+#[test]
+fn the_agent_sends_bridged_pod_traffic_through_the_policy_hooks() {
+    if !std::path::Path::new("/proc/sys/net/bridge").exists() {
+        eprintln!("skipped: br_netfilter is not loaded on this machine");
+        return;
+    }
+    let node = Netns::new("brnf");
+    let (ok, _, err) = node.exec("sysctl", &["-qw", "net.bridge.bridge-nf-call-iptables=0"]);
+    assert!(ok, "{err}");
+    node.run(podnet_agent::agent::bridged_traffic_reaches_nftables);
+    let (_, out, _) = node.exec("sysctl", &["-n", "net.bridge.bridge-nf-call-iptables"]);
+    assert_eq!(out.trim(), "1");
+}
