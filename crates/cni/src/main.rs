@@ -23,9 +23,9 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::FAILURE,
         };
     }
-    if let Ok(exe) = std::env::current_exe() {
-        reaper::install(exe);
-    }
+    // The kernel's link to this process's own binary: exec'ing it starts the same file without
+    // resolving its path first (a readlink ADD never needs), even if it was replaced on disk.
+    reaper::install("/proc/self/exe".into());
 
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);

@@ -145,11 +145,13 @@ impl Store {
     /// nothing. Read-only uses (CHECK, STATUS) thus never write.
     pub fn update<T>(&self, f: impl FnOnce(&mut IpamState) -> Result<T>) -> Result<T> {
         let locked = self.lock()?;
-        let before = locked.load()?;
+        // Nobody else changes the generations while the lock is held: one listing serves both.
+        let generations = locked.generations()?;
+        let before = locked.load_latest(generations.last())?;
         let mut state = before.clone();
         let out = f(&mut state)?;
         if state != before {
-            locked.save(&state)?;
+            locked.save_after(&state, &generations)?;
         }
         Ok(out)
     }
@@ -168,10 +170,15 @@ impl Locked {
     /// The committed state; an empty one if nothing was ever saved, or if the file was torn in an
     /// earlier boot. A file that does not decode in the boot that wrote it is an error.
     pub fn load(&self) -> Result<IpamState> {
-        let Some((_, path)) = self.generations()?.pop() else {
+        self.load_latest(self.generations()?.last())
+    }
+
+    /// [`Locked::load`] from `latest`, the highest generation present.
+    fn load_latest(&self, latest: Option<&(u64, PathBuf)>) -> Result<IpamState> {
+        let Some((_, path)) = latest else {
             return Ok(IpamState::default());
         };
-        let bytes = fs::read(&path).map_err(|e| io_error("cannot read IPAM state", &path, e))?;
+        let bytes = fs::read(path).map_err(|e| io_error("cannot read IPAM state", path, e))?;
         let file: StateFile = match serde_json::from_slice(&bytes) {
             Ok(file) => file,
             Err(_) if self.saved_in_earlier_boot() => {
@@ -183,7 +190,7 @@ impl Locked {
                 );
                 return Ok(IpamState::default());
             }
-            Err(e) => return Err(corrupt(&path, e)),
+            Err(e) => return Err(corrupt(path, e)),
         };
         if file.version != VERSION {
             return Err(CniError::new(
@@ -201,6 +208,11 @@ impl Locked {
     /// Replaces the committed state with `state` atomically (temp file, rename); durably on the
     /// first save of a boot (see the module docs).
     pub fn save(&self, state: &IpamState) -> Result<()> {
+        self.save_after(state, &self.generations()?)
+    }
+
+    /// [`Locked::save`] over `older`, the generations present (oldest first).
+    fn save_after(&self, state: &IpamState, older: &[(u64, PathBuf)]) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&StateFileRef {
             version: VERSION,
             state,
@@ -208,7 +220,6 @@ impl Locked {
         .map_err(|e| {
             CniError::new(Code::Io, format!("cannot encode IPAM state: {e}")).with_details(e)
         })?;
-        let older = self.generations()?;
         let next = older.last().map_or(1, |(n, _)| n + 1);
         let boot = self.current_boot();
         let first_in_boot = boot.is_none() || self.recorded_boot() != boot;
@@ -217,7 +228,7 @@ impl Locked {
         let path = self.state_path(next);
         write_file(&tmp, &bytes, first_in_boot)?;
         fs::rename(&tmp, &path).map_err(|e| io_error("cannot rename to", &path, e))?;
-        for (_, old) in &older {
+        for (_, old) in older {
             match fs::remove_file(old) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     return Err(io_error("cannot remove", old, e));

@@ -573,13 +573,23 @@ fn load_record(store: &Store, key: &AttachmentKey) -> Result<Option<Record>> {
 
 /// Removes everything an attachment has (veth, rules) and, if `release`, its addresses, in one
 /// locked step. Keeps going past errors and reports the first; then nothing is released.
+///
+/// The retired veth is handed to its reaper only once the store is unlocked: starting a process
+/// costs more than the rest of a DEL, and concurrent ADDs and DELs of the node wait for the lock.
 fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
     let key = key(env)?;
-    store.update(|state| {
+    let mut retired = None;
+    let undone = store.update(|state| {
         let record = state.attachment(&key).map(|a| Record::from_data(&a.data));
         let mut first_error = None;
-        if let Err(e) = wire::teardown(&key.container_id, &key.ifname) {
-            first_error.get_or_insert(e);
+        match wire::Teardown::new().and_then(|mut t| {
+            t.retire(&key.container_id, &key.ifname)?;
+            Ok(t)
+        }) {
+            Ok(t) => retired = Some(t),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
         if let Some(record) = &record
             && !record.rules.is_empty()
@@ -597,7 +607,11 @@ fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
             state.release(&key);
         }
         Ok(())
-    })
+    });
+    // A failure here (no reaper, and deleting it at once failed too) is reported, but the veth is
+    // out of service: its addresses stay released, and the next reaper deletes it with its group.
+    let finished = retired.map_or(Ok(()), wire::Teardown::finish);
+    undone.and(finished)
 }
 
 fn add_loopback(env: &Env) -> Result<CniResult> {

@@ -452,10 +452,12 @@ impl Teardown {
         if self.retired.is_empty() || reaper::spawn().is_ok() {
             return Ok(());
         }
-        for name in &self.retired {
-            self.host.delete_link_by_name(name).map_err(kernel)?;
-        }
-        Ok(())
+        // The whole group, not only ours: a DEL that saw this one about to start a reaper left
+        // its veths to it.
+        self.host
+            .delete_group(names::RETIRED_GROUP)
+            .map(drop)
+            .map_err(kernel)
     }
 }
 
@@ -470,7 +472,17 @@ pub fn teardown(container_id: &str, ifname: &str) -> Result<()> {
 ///
 /// The plugin binary installs itself as the reaper ([`reaper::install`]) and serves
 /// [`reaper::ARG`]; library users that do not (tests) get synchronous deletion.
+///
+/// One reaper per burst: a reaper that has not started deleting yet holds an exclusive `flock`
+/// on its network namespace (the nsfs file, so there is one lock per namespace and no file to
+/// leave behind; the reaper's membership keeps the namespace, and so the lock's inode, alive).
+/// A DEL that retired its veths and finds the lock taken leaves them to that reaper, which
+/// deletes the group only after letting the lock go. Otherwise it takes the lock itself and
+/// passes it to the reaper it starts (as the reaper's stdin), so no other DEL starts one in
+/// between. Starting a process costs more than the rest of a DEL: a burst of DELs pays it once.
 pub mod reaper {
+    use std::fs::{File, TryLockError};
+    use std::os::fd::AsFd;
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::sync::OnceLock;
@@ -489,16 +501,28 @@ pub mod reaper {
         let _ = EXECUTABLE.set(executable);
     }
 
-    /// Starts a reaper and does not wait for it. Its own process group and no standard streams:
-    /// the runtime sees the plugin's output end when the plugin exits.
+    /// The calling thread's network namespace: its `flock` says a reaper is pending there.
+    const PENDING_LOCK: &str = "/proc/thread-self/ns/net";
+
+    /// Makes sure a reaper will delete the retired group of the calling thread's namespace after
+    /// now: one that is pending already, or a new one, which is not waited for. Its own process
+    /// group and no output streams: the runtime sees the plugin's output end when the plugin
+    /// exits.
     pub(super) fn spawn() -> std::io::Result<()> {
         use std::os::unix::process::CommandExt;
         let exe = EXECUTABLE
             .get()
             .ok_or_else(|| std::io::Error::other("no reaper installed"))?;
+        let pending = File::open(PENDING_LOCK)?;
+        match pending.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
         Command::new(exe)
             .arg(ARG)
-            .stdin(Stdio::null())
+            // The lock goes with the reaper; ours closes when the command is dropped.
+            .stdin(Stdio::from(pending))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -515,6 +539,12 @@ pub mod reaper {
     /// namespace, in one request. Nothing but retired veths is ever in that group.
     pub fn run() -> Result<(), String> {
         std::thread::sleep(COALESCE);
+        // Veths retired from here on may miss this deletion: their DELs must start a reaper.
+        // (Unlocking a stdin that holds no lock, as from a reaper started by hand, does nothing;
+        // should it fail, the lock still goes when this process exits, and deleting comes first.)
+        if let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() {
+            let _ = File::from(fd).unlock();
+        }
         let mut nl = Netlink::open().map_err(|e| format!("opening netlink: {e}"))?;
         nl.delete_group(RETIRED_GROUP)
             .map(drop)

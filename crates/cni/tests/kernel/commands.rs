@@ -306,7 +306,10 @@ fn the_policy_gate_holds_add_with_another_ipam_plugin_too() {
         ("CNI_NETNS", netns.as_str()),
         ("CNI_IFNAME", "eth0"),
         ("CNI_PATH", "/opt/cni/bin:/usr/lib/cni"),
-        ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=pod1"),
+        (
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=pod1",
+        ),
     ];
     let out = podnet_testkit::run_plugin(&plugin(), &node.ns, &env, &node.conf.to_string());
     assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);

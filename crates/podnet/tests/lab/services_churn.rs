@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use podnet_kernel::netns;
 
-use crate::{TestLab, text};
+use crate::{TestLab, http_get, text};
 
 /// A client looping HTTP GETs of `/hostname` against one address, from its own thread.
 struct ClientLoop {
@@ -210,6 +210,12 @@ fn web_with_client_loop(lab: &TestLab, replicas: u32) -> ClientLoop {
     lab.running_pods(replicas as usize + 1);
     wait_for_endpoints(lab, replicas as usize, 20);
     let vip: SocketAddr = format!("{}:80", cluster_ip(lab)).parse().unwrap();
+    // The slice says ready a moment before every agent has programmed it: the loop counts
+    // from the first answer through the ClusterIP.
+    let ns = lab.pod_netns("default/client");
+    lab.eventually("the client reaches web through its ClusterIP", 10, || {
+        http_get(&ns, vip, "/hostname")
+    });
     let client = ClientLoop::start(lab.pod_netns("default/client"), vip);
     client.wait_for_answers(5, 10);
     client
