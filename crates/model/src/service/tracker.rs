@@ -6,8 +6,13 @@
 //! The result is always what [`compile`] would return for the same objects (a property test
 //! checks it). Where a Service's compile depends on others, the tracker compiles everything:
 //! when the node facts change, when an object has no resourceVersion (nothing tells its
-//! changes then), when two Services claim one frontend (the first by name wins, so a change
-//! to one can change the other), or when two objects share a name.
+//! changes then), or when two Services claim one frontend (the first by name wins, so a change
+//! to one can change the other). Two objects with one name (which only a hand-made store can
+//! hold) share a key, so they are compiled together, as `compile` would.
+//!
+//! What is left at 30k Services is the scan itself: reading 60k objects' names and versions
+//! from a snapshot costs ~25 ms, memory-bound. A source that hands over changes (watch events)
+//! would make it O(changes).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -289,7 +294,6 @@ impl ServiceTracker {
                 self.key_names.insert(*hash, format!("{ns}/{name}"));
             }
         }
-        out.full = true;
         out
     }
 
