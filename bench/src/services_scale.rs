@@ -184,6 +184,11 @@ fn main() -> Result<()> {
         drop((tracker, services, slices));
     }
 
+    let largest = o.sizes.iter().copied().max().unwrap_or(0);
+    if largest > 100 {
+        alternating_latency(&facts, largest, o.connects, &vip, &stop)?;
+    }
+
     let client = next_client()?;
     let lat = connect_latencies(client, &direct, o.connects)?;
     let rps_direct = requests_per_second(client, &direct, o.seconds)?;
@@ -203,6 +208,59 @@ fn main() -> Result<()> {
         "(first sizes' connect latencies are the N=100 baseline; goals: sync 10k ≤ 1 s, 30k ≤ 3 s, one change at 30k ≤ 10 ms, p99 at 30k ≤ 1.1× N=100, ClusterIP ≥ 0.95× direct)"
     );
     stop.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Connect latency with 100 and with `largest` Services installed, side by side: two node
+/// namespaces loaded once, measured in 20 alternating rounds, so that drift on a shared
+/// machine hits both alike (the per-size figures above are measured minutes apart).
+fn alternating_latency(
+    facts: &NodeFacts,
+    largest: u32,
+    connects: usize,
+    vip: &[SocketAddr],
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
+    let mut sides = Vec::new();
+    for n in [100, largest] {
+        let lab = Topology::new(1)?;
+        lab.start_server(Arc::clone(stop))?;
+        let (services, slices) = generate(n);
+        let mut tracker = ServiceTracker::new();
+        tracker.update(&services, &slices, facts);
+        let transaction = service::render_full(tracker.state());
+        lab.node
+            .run(|| apply_transaction(&transaction))
+            .context("loading a ruleset for the alternating rounds")?;
+        wait_reachable(&lab.clients[0], vip[0])?;
+        sides.push((n, lab, Vec::with_capacity(connects)));
+    }
+    const ROUNDS: usize = 20;
+    for _ in 0..ROUNDS {
+        for (_, lab, samples) in &mut sides {
+            samples.extend(connect_latencies(
+                &lab.clients[0],
+                vip,
+                connects.div_ceil(ROUNDS),
+            )?);
+        }
+    }
+    let stats: Vec<(u32, f64, f64)> = sides
+        .iter_mut()
+        .map(|(n, _, samples)| {
+            samples.sort_by(f64::total_cmp);
+            (*n, percentile(samples, 50.0), percentile(samples, 99.0))
+        })
+        .collect();
+    if let [(_, s50, s99), (n, b50, b99)] = stats.as_slice() {
+        println!(
+            "alternating rounds ({ROUNDS} × {} connects each): N=100 p50 {s50:.0}µs p99 {s99:.0}µs, \
+             N={n} p50 {b50:.0}µs p99 {b99:.0}µs: ratio p50 {:.3} p99 {:.3}",
+            connects.div_ceil(ROUNDS),
+            b50 / s50,
+            b99 / s99
+        );
+    }
     Ok(())
 }
 
