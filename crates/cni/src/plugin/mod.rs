@@ -311,15 +311,7 @@ fn add_interface(env: &Env, conf: &NetConf) -> Result<CniResult> {
     })?;
 
     let routes: Vec<(IpNet, Option<IpAddr>)> = ipam.routes.iter().map(|r| (r.dst, r.gw)).collect();
-    let wired = wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules)
-        .and_then(|result| {
-            // The runtime starts the containers once ADD returns: their policy first.
-            if let Some(agent) = conf.policy_gate {
-                let ips: Vec<IpAddr> = addresses.iter().map(|(net, _)| net.addr()).collect();
-                policy_gate::wait_for_policy(env, agent, &ips)?;
-            }
-            Ok(result)
-        });
+    let wired = wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules);
     match wired {
         Ok(result) => Ok(result),
         Err(e) if live_before => Err(e),
@@ -386,15 +378,7 @@ fn add_delegated(env: &Env, conf: &NetConf, ipam_plugin: &str) -> Result<CniResu
         .map_err(&release)?;
     let routes: Vec<(IpNet, Option<IpAddr>)> =
         allocated.routes.iter().map(|r| (r.dst, r.gw)).collect();
-    let wired = wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules)
-        .and_then(|result| {
-            // As with our own IPAM: the containers start once ADD returns, their policy first.
-            if let Some(agent) = conf.policy_gate {
-                let ips: Vec<IpAddr> = addresses.iter().map(|(net, _)| net.addr()).collect();
-                policy_gate::wait_for_policy(env, agent, &ips)?;
-            }
-            Ok(result)
-        });
+    let wired = wire_and_rule(env, conf, &routes, &pod_ns, netns_path, &addresses, &rules);
     match wired {
         Ok(mut result) => {
             if result.dns == Default::default() {
@@ -474,6 +458,8 @@ fn plan<'a>(
     })
 }
 
+/// Wires the pod, adds its rules and, with `policyGate`, waits for its network policy: the
+/// runtime starts the containers once ADD returns, so their policy comes first.
 fn wire_and_rule(
     env: &Env,
     conf: &NetConf,
@@ -489,6 +475,10 @@ fn wire_and_rule(
     if !rules.is_empty() {
         apply_rules(&nft::render_add(rules))?;
         prepare_host_ports(env, conf, rules)?;
+    }
+    if let Some(agent) = conf.policy_gate {
+        let ips: Vec<IpAddr> = addresses.iter().map(|(net, _)| net.addr()).collect();
+        policy_gate::wait_for_policy(env, agent, &ips)?;
     }
     let sandbox_index = wired.interfaces.len() - 1;
     let mut result = CniResult {
