@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{add, elem, table};
 use crate::nft_elements::*;
@@ -416,7 +416,37 @@ fn two_hundred_thousand_elements_in_one_call() {
     let started = Instant::now();
     ns.apply(&tables).unwrap();
     eprintln!("applied {n} elements in {:?}", started.elapsed());
-    let listed = ns.elements("map", "ip", "t", "vm");
-    assert_eq!(listed.len(), n as usize);
-    assert!(listed.contains(&"10.3.13.63 . tcp . 80 : goto c".to_owned()));
+    let mut expected: Vec<String> = (0..n)
+        .map(|i| format!("{} . tcp . 80 : goto c", Ipv4Addr::from(0x0a00_0000 + i)))
+        .collect();
+    expected.sort();
+    // A set this large is a hash table the kernel grows in the background after the insert, and
+    // a netlink dump that spans a resize can skip or repeat elements (the dump resumes by count).
+    // So a listing that disagrees is read again, a bounded number of times, before it counts.
+    let mut listed = Vec::new();
+    for _ in 0..20 {
+        listed = ns.elements("map", "ip", "t", "vm");
+        if listed == expected {
+            return;
+        }
+        eprintln!(
+            "listing held {} elements, not the {n} written; reading again",
+            listed.len()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|e| listed.binary_search(e).is_err())
+        .take(5)
+        .collect();
+    let extra: Vec<_> = listed
+        .iter()
+        .filter(|e| expected.binary_search(e).is_err())
+        .take(5)
+        .collect();
+    panic!(
+        "listed {} elements, expected {n}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+        listed.len()
+    );
 }
