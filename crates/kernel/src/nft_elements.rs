@@ -200,28 +200,81 @@ pub enum NftElementsError {
 
 /// Applies every op of every table, in order, as one nf_tables transaction in the calling
 /// thread's network namespace: all or nothing. Nothing to do (no tables, no ops, only empty
-/// adds and deletes) returns `Ok` without opening a socket.
+/// adds and deletes) returns `Ok` without opening a socket. Opens a socket for this one call:
+/// a caller that applies again and again keeps an [`ElementWriter`] instead.
 pub fn apply(tables: &[TableOps]) -> Result<(), NftElementsError> {
-    let batch = encode(tables, MAX_ELEMENTS_ATTR)?;
-    if batch.messages.is_empty() {
-        return Ok(());
+    ElementWriter::new().apply(tables)
+}
+
+/// Applies element batches over one netlink socket that it keeps between calls.
+///
+/// Why keep it: closing an nf_tables socket waits until the kernel has destroyed everything
+/// earlier commits removed (`nft_rcv_nl_event` flushes that work, which waits for an RCU grace
+/// period): ~5 ms after any transaction that deleted an element, more than the whole
+/// transaction of one Service's change. A socket that stays open leaves that to the kernel's
+/// worker.
+///
+/// The socket belongs to the network namespace it was opened in: the first [`apply`]'s
+/// calling thread's. After any failure it is closed, and the next call opens a new one, so no
+/// answer of a failed batch can reach a later one.
+///
+/// [`apply`]: ElementWriter::apply
+#[derive(Default)]
+pub struct ElementWriter {
+    socket: Option<Socket>,
+}
+
+impl fmt::Debug for ElementWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElementWriter")
+            .field("open", &self.socket.is_some())
+            .finish()
     }
-    let socket = open_socket(&batch)?;
-    // One datagram to the kernel (port 0), which runs the whole batch before this returns.
-    let sent = socket
-        .send_to(&batch.bytes, &SocketAddr::new(0, 0), 0)
-        .map_err(|error| NftElementsError::Socket {
-            action: "sending the batch",
-            error,
-        })?;
-    if sent != batch.bytes.len() {
-        return Err(NftElementsError::Socket {
-            action: "sending the batch",
-            error: io::Error::other(format!("sent {sent} of {} bytes", batch.bytes.len())),
-        });
+}
+
+impl ElementWriter {
+    /// A writer that opens its socket on its first batch.
+    pub fn new() -> Self {
+        Self::default()
     }
-    let answers = read_answers(&socket, &batch)?;
-    answers.into_result(tables, &batch)
+
+    /// Applies every op of every table, in order, as one nf_tables transaction: all or
+    /// nothing. Nothing to do sends nothing.
+    pub fn apply(&mut self, tables: &[TableOps]) -> Result<(), NftElementsError> {
+        let batch = encode(tables, MAX_ELEMENTS_ATTR)?;
+        if batch.messages.is_empty() {
+            return Ok(());
+        }
+        let outcome = self
+            .send(&batch)
+            .and_then(|answers| answers.into_result(tables, &batch));
+        if outcome.is_err() {
+            self.socket = None;
+        }
+        outcome
+    }
+
+    fn send(&mut self, batch: &Batch) -> Result<Answers, NftElementsError> {
+        let socket = match &mut self.socket {
+            Some(socket) => socket,
+            none => none.insert(open_socket()?),
+        };
+        size_buffers(socket, batch)?;
+        // One datagram to the kernel (port 0), which runs the whole batch before this returns.
+        let sent = socket
+            .send_to(&batch.bytes, &SocketAddr::new(0, 0), 0)
+            .map_err(|error| NftElementsError::Socket {
+                action: "sending the batch",
+                error,
+            })?;
+        if sent != batch.bytes.len() {
+            return Err(NftElementsError::Socket {
+                action: "sending the batch",
+                error: io::Error::other(format!("sent {sent} of {} bytes", batch.bytes.len())),
+            });
+        }
+        read_answers(socket, batch)
+    }
 }
 
 // === constants from the kernel's uapi ===
@@ -277,8 +330,9 @@ const MAX_COMMENT_LEN: usize = 128;
 /// room for the last one.
 const MAX_ELEMENTS_ATTR: usize = 60 * 1024;
 
-/// Sequence number of the batch-begin message; command `i` gets `BEGIN_SEQ + 1 + i`. Each call
-/// uses its own socket, so no answer to anyone else can arrive on it.
+/// Sequence number of the batch-begin message; command `i` gets `BEGIN_SEQ + 1 + i`. A socket
+/// carries one batch at a time and is read until every command is answered (else it is
+/// closed), so no answer to an earlier batch can arrive during a later one.
 const BEGIN_SEQ: u32 = 1;
 
 /// How long to wait for answers still missing once the socket is drained. The kernel answers
@@ -839,7 +893,7 @@ fn attributes(buf: &[u8], mut from: usize, to: usize) -> Vec<(u16, usize, usize)
 
 // === the socket ===
 
-fn open_socket(batch: &Batch) -> Result<Socket, NftElementsError> {
+fn open_socket() -> Result<Socket, NftElementsError> {
     let fail = |action| move |error| NftElementsError::Socket { action, error };
     let mut socket = Socket::new(NETLINK_NETFILTER).map_err(fail("opening the socket"))?;
     socket.bind_auto().map_err(fail("binding the socket"))?;
@@ -847,11 +901,22 @@ fn open_socket(batch: &Batch) -> Result<Socket, NftElementsError> {
     // message and the offset of the element at fault. Older kernels lack these: not fatal.
     let _ = socket.set_cap_ack(true);
     let _ = socket.set_ext_ack(true);
+    let timeout = libc::timeval {
+        tv_sec: ANSWER_WAIT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    set_option(&socket, libc::SO_RCVTIMEO, &timeout).map_err(fail("setting a receive timeout"))?;
+    Ok(socket)
+}
+
+/// Sizes the socket's buffers for `batch`.
+fn size_buffers(socket: &Socket, batch: &Batch) -> Result<(), NftElementsError> {
+    let fail = |action| move |error| NftElementsError::Socket { action, error };
     // The whole batch goes in one sendmsg (the kernel needs begin … end in one buffer), and
     // netlink refuses a message larger than the send buffer: raise it as nft does, by force
     // (CAP_NET_ADMIN, which nf_tables needs anyway), else up to net.core.wmem_max.
     set_buffer(
-        &socket,
+        socket,
         libc::SO_SNDBUFFORCE,
         libc::SO_SNDBUF,
         batch.bytes.len() + 64 * 1024,
@@ -859,18 +924,12 @@ fn open_socket(batch: &Batch) -> Result<Socket, NftElementsError> {
     .map_err(fail("raising the send buffer"))?;
     // Room for every answer: they are all queued before we read the first.
     set_buffer(
-        &socket,
+        socket,
         libc::SO_RCVBUFFORCE,
         libc::SO_RCVBUF,
         256 * 1024 + batch.messages.len() * RCVBUF_PER_MESSAGE,
     )
-    .map_err(fail("raising the receive buffer"))?;
-    let timeout = libc::timeval {
-        tv_sec: ANSWER_WAIT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    set_option(&socket, libc::SO_RCVTIMEO, &timeout).map_err(fail("setting a receive timeout"))?;
-    Ok(socket)
+    .map_err(fail("raising the receive buffer"))
 }
 
 /// Sets a buffer size with the `forced` option, falling back to the capped one.
@@ -924,6 +983,9 @@ struct Refusal {
 struct Answers {
     /// Per command message: answered (acked or refused).
     answered: Vec<bool>,
+    /// How many are not: checked after every datagram, of which there is one per message,
+    /// so it must not be a scan of `answered`.
+    unanswered: usize,
     refusals: Vec<Refusal>,
     overflowed: bool,
 }
@@ -932,12 +994,13 @@ impl Answers {
     fn new(messages: usize) -> Answers {
         Answers {
             answered: vec![false; messages],
+            unanswered: messages,
             ..Answers::default()
         }
     }
 
     fn complete(&self) -> bool {
-        self.answered.iter().all(|&a| a)
+        self.unanswered == 0
     }
 
     /// Reads the answers in one datagram (one or more netlink messages).
@@ -969,8 +1032,10 @@ impl Answers {
         let Some(error) = read_u32(msg, NLMSG_HDRLEN).map(|e| e as i32) else {
             return;
         };
-        if let Some(i) = batch.command(seq) {
-            self.answered[i] = true;
+        if let Some(i) = batch.command(seq)
+            && !std::mem::replace(&mut self.answered[i], true)
+        {
+            self.unanswered -= 1;
         }
         if error == 0 {
             return;
@@ -1029,7 +1094,7 @@ impl Answers {
         }
         if !complete {
             return Err(NftElementsError::Unacknowledged {
-                answered: self.answered.iter().filter(|&&a| a).count(),
+                answered: self.answered.len() - self.unanswered,
                 messages: self.answered.len(),
                 overflowed: self.overflowed,
             });
