@@ -21,6 +21,7 @@
 
 use podnet_agent::services::apply_transaction;
 use podnet_bench::{percentile, rss_kib, wait_reachable};
+use podnet_kernel::nft_elements::ElementWriter;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -129,9 +130,11 @@ fn main() -> Result<()> {
         tracker.update(&services, &slices, &facts);
         let transaction = service::render_full(tracker.state());
         let loaded = Instant::now();
+        // As the agent does: one netlink socket for element batches, kept open.
+        let mut writer = ElementWriter::new();
         let steps = lab
             .node
-            .run(|| apply_transaction(&transaction))
+            .run(|| apply_transaction(&mut writer, &transaction))
             .context("loading the full ruleset")?;
         eprintln!(
             "N={n}: {} elements; rules {:.1} ms, elements {:.1} ms",
@@ -146,6 +149,7 @@ fn main() -> Result<()> {
 
         let add = timed_change(
             &lab,
+            &mut writer,
             &mut tracker,
             &facts,
             &services,
@@ -154,6 +158,7 @@ fn main() -> Result<()> {
         )?;
         let ep = timed_change(
             &lab,
+            &mut writer,
             &mut tracker,
             &facts,
             &services,
@@ -181,7 +186,7 @@ fn main() -> Result<()> {
             rps,
             mem_mib
         );
-        drop((tracker, services, slices));
+        drop((tracker, services, slices, writer));
     }
 
     let largest = o.sizes.iter().copied().max().unwrap_or(0);
@@ -230,7 +235,7 @@ fn alternating_latency(
         tracker.update(&services, &slices, facts);
         let transaction = service::render_full(tracker.state());
         lab.node
-            .run(|| apply_transaction(&transaction))
+            .run(|| apply_transaction(&mut ElementWriter::new(), &transaction))
             .context("loading a ruleset for the alternating rounds")?;
         wait_reachable(&lab.clients[0], vip[0])?;
         sides.push((n, lab, Vec::with_capacity(connects)));
@@ -431,7 +436,7 @@ fn request(to: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Change {
     AddService,
     MoveEndpoint,
@@ -441,6 +446,7 @@ enum Change {
 /// Service, render its difference, apply it), times it, then puts the old state back.
 fn timed_change(
     lab: &Topology,
+    writer: &mut ElementWriter,
     tracker: &mut ServiceTracker,
     facts: &NodeFacts,
     original_services: &[Service],
@@ -470,13 +476,26 @@ fn timed_change(
         }
     }
     let mut apply_change = |services: &[Service], slices: &[EndpointSlice]| {
+        let started = Instant::now();
         let old_node = tracker.state().node.clone();
         let changes = tracker.update(services, slices, facts);
+        let tracked = started.elapsed();
         let diff = service::render_changes(&old_node, tracker.state(), &changes.services);
-        lab.node.run(|| apply_transaction(&diff))
+        let rendered = started.elapsed();
+        let steps = lab.node.run(|| apply_transaction(writer, &diff))?;
+        Ok::<_, anyhow::Error>((tracked, rendered - tracked, steps))
     };
     let started = Instant::now();
-    apply_change(&services, &slices).context("applying one change")?;
+    let (tracked, rendered, steps) =
+        apply_change(&services, &slices).context("applying one change")?;
+    eprintln!(
+        "  {change:?}: tracker {:.2} ms, render {:.2} ms, rules {:.2} ms, elements {:.2} ms, cleanup {:.2} ms",
+        ms(tracked),
+        ms(rendered),
+        ms(steps.rules),
+        ms(steps.elements),
+        ms(steps.cleanup)
+    );
     let took = started.elapsed();
     apply_change(original_services, original_slices).context("undoing the change")?;
     Ok(took)

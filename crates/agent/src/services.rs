@@ -16,7 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
-use podnet_kernel::nft_elements::{self, ElementData, NftFamily, SetOp, TableOps, Verdict};
+use podnet_kernel::nft_elements::{
+    self, ElementData, ElementWriter, NftFamily, SetOp, TableOps, Verdict,
+};
 use podnet_kernel::{conntrack, nft};
 use podnet_model::service::{
     self, ConntrackEntry, Element, ElementChange, HealthCheck, IpFamily, MapVerdict, NodeFacts,
@@ -36,6 +38,8 @@ pub struct ServiceProxy {
     in_kernel: bool,
     /// Each slice's last `endpoints.kubernetes.io/last-change-trigger-time` seen.
     triggers: HashMap<(String, String), String>,
+    /// The netlink socket for element batches, kept open between syncs (see [`ElementWriter`]).
+    writer: ElementWriter,
 }
 
 /// The annotation endpoint controllers put on a slice: when the change it reflects happened.
@@ -83,7 +87,7 @@ impl ServiceProxy {
             service::render_changes(&old_node, state, &changes.services)
         };
         if !transaction.is_empty() {
-            if let Err(e) = apply_transaction(&transaction) {
+            if let Err(e) = apply_transaction(&mut self.writer, &transaction) {
                 // A step may have landed before another failed: only a full sync knows
                 // what to do from any table.
                 self.in_kernel = false;
@@ -198,7 +202,10 @@ pub struct StepTimes {
 
 /// Applies a sync's three steps in order (see [`Transaction`]): the rules through `nft -f`,
 /// the elements through netlink, the removals through `nft -f`.
-pub fn apply_transaction(transaction: &Transaction) -> Result<StepTimes, ProxyError> {
+pub fn apply_transaction(
+    writer: &mut ElementWriter,
+    transaction: &Transaction,
+) -> Result<StepTimes, ProxyError> {
     let mut times = StepTimes::default();
     let started = Instant::now();
     if !transaction.script.is_empty() {
@@ -207,7 +214,8 @@ pub fn apply_transaction(transaction: &Transaction) -> Result<StepTimes, ProxyEr
     times.rules = started.elapsed();
     let started = Instant::now();
     if !transaction.elements.is_empty() {
-        nft_elements::apply(&element_ops(&transaction.elements))
+        writer
+            .apply(&element_ops(&transaction.elements))
             .map_err(|e| ProxyError(e.to_string()))?;
     }
     times.elements = started.elapsed();
