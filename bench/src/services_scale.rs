@@ -1,5 +1,5 @@
 //! The service proxy at scale: N Services × 10 endpoints (N = 100, 1k, 10k, 30k) programmed
-//! into a throwaway node namespace exactly as the agent programs them (compile, render, then
+//! into a throwaway node namespace by the agent's own service proxy (compile, render, then
 //! rules through `nft -f -` and elements through netlink; a change recompiles only the
 //! Services whose objects changed), and in the same run:
 //!
@@ -19,9 +19,9 @@
 //! Usage: `services-scale [--sizes 100,1000,10000,30000] [--connects 2000] [--seconds 3]`.
 //! Needs root; everything happens in throwaway namespaces removed at exit.
 
-use podnet_agent::services::apply_transaction;
+use podnet_agent::serve::Metrics;
+use podnet_agent::services::ServiceProxy;
 use podnet_bench::{percentile, rss_kib, wait_reachable};
-use podnet_kernel::nft_elements::ElementWriter;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use podnet_model::service::{self, NodeFacts, ServiceTracker};
+use podnet_model::service::NodeFacts;
 use podnet_testkit::Netns;
 
 const ENDPOINTS_PER_SERVICE: u32 = 10;
@@ -93,6 +93,7 @@ fn main() -> Result<()> {
         cluster_cidrs: vec!["10.244.0.0/16".parse()?],
         service_cidrs: vec!["10.96.0.0/12".parse()?],
     };
+    let metrics = Metrics::new();
     // The direct baseline takes the endpoints in turn, as the ClusterIP spreads over them:
     // the same address and port pairs, so TIME_WAIT reuse hits both alike.
     let direct: Vec<SocketAddr> = (0..ENDPOINTS_PER_SERVICE)
@@ -125,42 +126,38 @@ fn main() -> Result<()> {
     for &n in &o.sizes {
         let rss_before = rss_kib();
         let (services, slices) = generate(n);
+        // The agent's own service proxy, in the node: tracker, render, rules through
+        // `nft -f`, elements through its netlink socket, kept open.
+        let mut proxy = ServiceProxy::new();
         let started = Instant::now();
-        let mut tracker = ServiceTracker::new();
-        tracker.update(&services, &slices, &facts);
-        let transaction = service::render_full(tracker.state());
-        let loaded = Instant::now();
-        // As the agent does: one netlink socket for element batches, kept open.
-        let mut writer = ElementWriter::new();
-        let steps = lab
-            .node
-            .run(|| apply_transaction(&mut writer, &transaction))
+        lab.node
+            .run(|| proxy.sync(&services, &slices, &facts, &metrics))
             .context("loading the full ruleset")?;
+        let sync = started.elapsed();
+        let steps = proxy.last_steps();
         eprintln!(
-            "N={n}: {} elements; rules {:.1} ms, elements {:.1} ms",
-            transaction.elements.len(),
+            "N={n}: compile and render {:.1} ms, rules {:.1} ms, elements {:.1} ms",
+            ms(sync.saturating_sub(steps.rules + steps.elements + steps.cleanup)),
             ms(steps.rules),
             ms(steps.elements)
         );
-        let load = loaded.elapsed();
-        let sync = started.elapsed();
+        let load = steps.rules + steps.elements + steps.cleanup;
         let mem_mib = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
-        drop(transaction);
 
         let add = timed_change(
             &lab,
-            &mut writer,
-            &mut tracker,
+            &mut proxy,
             &facts,
+            &metrics,
             &services,
             &slices,
             Change::AddService,
         )?;
         let ep = timed_change(
             &lab,
-            &mut writer,
-            &mut tracker,
+            &mut proxy,
             &facts,
+            &metrics,
             &services,
             &slices,
             Change::MoveEndpoint,
@@ -186,7 +183,7 @@ fn main() -> Result<()> {
             rps,
             mem_mib
         );
-        drop((tracker, services, slices, writer));
+        drop((proxy, services, slices));
     }
 
     let largest = o.sizes.iter().copied().max().unwrap_or(0);
@@ -231,11 +228,8 @@ fn alternating_latency(
         let lab = Topology::new(1)?;
         lab.start_server(Arc::clone(stop))?;
         let (services, slices) = generate(n);
-        let mut tracker = ServiceTracker::new();
-        tracker.update(&services, &slices, facts);
-        let transaction = service::render_full(tracker.state());
         lab.node
-            .run(|| apply_transaction(&mut ElementWriter::new(), &transaction))
+            .run(|| ServiceProxy::new().sync(&services, &slices, facts, &Metrics::new()))
             .context("loading a ruleset for the alternating rounds")?;
         wait_reachable(&lab.clients[0], vip[0])?;
         sides.push((n, lab, Vec::with_capacity(connects)));
@@ -442,15 +436,16 @@ enum Change {
     MoveEndpoint,
 }
 
-/// Applies one change on top of the loaded state as the agent does (compile the changed
-/// Service, render its difference, apply it), times it, then puts the old state back.
+/// Applies one change on top of the loaded state through the agent's service proxy, as a
+/// watch cache hands it over (every other object the same `Arc` as before), times it, then
+/// puts the old state back.
 fn timed_change(
     lab: &Topology,
-    writer: &mut ElementWriter,
-    tracker: &mut ServiceTracker,
+    proxy: &mut ServiceProxy,
     facts: &NodeFacts,
-    original_services: &[Service],
-    original_slices: &[EndpointSlice],
+    metrics: &Metrics,
+    original_services: &[Arc<Service>],
+    original_slices: &[Arc<EndpointSlice>],
     change: Change,
 ) -> Result<Duration> {
     let mut services = original_services.to_vec();
@@ -459,50 +454,44 @@ fn timed_change(
         Change::AddService => {
             let n = u32::try_from(services.len()).unwrap_or(u32::MAX);
             let (s, e) = service_with_endpoints(n + 1, fake_endpoints(n + 1));
-            services.push(s);
-            slices.push(e);
+            services.push(Arc::new(s));
+            slices.push(Arc::new(e));
         }
         Change::MoveEndpoint => {
             // The last Service's first endpoint moves to another address.
-            if let Some(ep) = slices
-                .last_mut()
-                .and_then(|s| s.endpoints.as_mut()?.first_mut())
-            {
-                ep.addresses = vec!["10.250.255.254".into()];
-            }
-            if let Some(slice) = slices.last_mut() {
+            if let Some(last) = slices.last_mut() {
+                let mut slice = EndpointSlice::clone(last);
+                if let Some(ep) = slice.endpoints.as_mut().and_then(|e| e.first_mut()) {
+                    ep.addresses = vec!["10.250.255.254".into()];
+                }
                 slice.metadata.resource_version = Some("2".into());
+                *last = Arc::new(slice);
             }
         }
     }
-    let mut apply_change = |services: &[Service], slices: &[EndpointSlice]| {
-        let started = Instant::now();
-        let old_node = tracker.state().node.clone();
-        let changes = tracker.update(services, slices, facts);
-        let tracked = started.elapsed();
-        let diff = service::render_changes(&old_node, tracker.state(), &changes.services);
-        let rendered = started.elapsed();
-        let steps = lab.node.run(|| apply_transaction(writer, &diff))?;
-        Ok::<_, anyhow::Error>((tracked, rendered - tracked, steps))
-    };
     let started = Instant::now();
-    let (tracked, rendered, steps) =
-        apply_change(&services, &slices).context("applying one change")?;
+    lab.node
+        .run(|| proxy.sync(&services, &slices, facts, metrics))
+        .context("applying one change")?;
+    let took = started.elapsed();
+    let steps = proxy.last_steps();
     eprintln!(
-        "  {change:?}: tracker {:.2} ms, render {:.2} ms, rules {:.2} ms, elements {:.2} ms, cleanup {:.2} ms",
-        ms(tracked),
-        ms(rendered),
+        "  {change:?}: {:.2} ms: compile and render {:.2} ms, rules {:.2} ms, elements {:.2} ms, cleanup {:.2} ms",
+        ms(took),
+        ms(took.saturating_sub(steps.rules + steps.elements + steps.cleanup)),
         ms(steps.rules),
         ms(steps.elements),
         ms(steps.cleanup)
     );
-    let took = started.elapsed();
-    apply_change(original_services, original_slices).context("undoing the change")?;
+    lab.node
+        .run(|| proxy.sync(original_services, original_slices, facts, metrics))
+        .context("undoing the change")?;
     Ok(took)
 }
 
-/// `n` Services; the first is the measured one (endpoints: the server's addresses).
-fn generate(n: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
+/// `n` Services; the first is the measured one (endpoints: the server's addresses). Shared,
+/// as a watch cache holds them.
+fn generate(n: u32) -> (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>) {
     (0..n)
         .map(|i| {
             let endpoints = if i == 0 {
@@ -512,7 +501,8 @@ fn generate(n: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
             } else {
                 fake_endpoints(i)
             };
-            service_with_endpoints(i, endpoints)
+            let (service, slice) = service_with_endpoints(i, endpoints);
+            (Arc::new(service), Arc::new(slice))
         })
         .unzip()
 }

@@ -11,6 +11,7 @@
 //! that no longer serve are deleted, so a DNS-like client does not keep sending into the void.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Service;
@@ -40,13 +41,12 @@ pub struct ServiceProxy {
     triggers: HashMap<(String, String), String>,
     /// The netlink socket for element batches, kept open between syncs (see [`ElementWriter`]).
     writer: ElementWriter,
+    /// How long the last transaction's steps took.
+    last_steps: StepTimes,
 }
 
 /// The annotation endpoint controllers put on a slice: when the change it reflects happened.
 const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
-
-/// The label naming an EndpointSlice's Service.
-const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 /// What went wrong programming Services.
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +63,8 @@ impl ServiceProxy {
     /// objects changed since the last sync are compiled and rendered again.
     pub fn sync(
         &mut self,
-        services: &[Service],
-        slices: &[EndpointSlice],
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
         node: &NodeFacts,
         metrics: &Metrics,
     ) -> Result<(), ProxyError> {
@@ -87,11 +87,14 @@ impl ServiceProxy {
             service::render_changes(&old_node, state, &changes.services)
         };
         if !transaction.is_empty() {
-            if let Err(e) = apply_transaction(&mut self.writer, &transaction) {
-                // A step may have landed before another failed: only a full sync knows
-                // what to do from any table.
-                self.in_kernel = false;
-                return Err(e);
+            match apply_transaction(&mut self.writer, &transaction) {
+                Ok(steps) => self.last_steps = steps,
+                Err(e) => {
+                    // A step may have landed before another failed: only a full sync knows
+                    // what to do from any table.
+                    self.in_kernel = false;
+                    return Err(e);
+                }
             }
             if first_sync {
                 info!(services = state.services.len(), "service rules adopted");
@@ -114,14 +117,9 @@ impl ServiceProxy {
         if udp_changed {
             clear_stale_udp(state);
         }
-        let changed: Option<HashSet<(&str, &str)>> = (!first_sync && !changes.full).then(|| {
-            changes
-                .services
-                .iter()
-                .map(|(n, _)| (n.namespace.as_str(), n.name.as_str()))
-                .collect()
-        });
-        self.observe_triggers(slices, changed.as_ref(), first_sync, metrics);
+        let whole = first_sync || changes.full;
+        let changed_slices = changes.slices.iter().filter_map(|&i| slices.get(i));
+        self.observe_triggers(changed_slices, whole, first_sync, metrics);
         metrics.record_proxy_sync(started.elapsed(), unix_now());
         Ok(())
     }
@@ -129,26 +127,17 @@ impl ServiceProxy {
     /// kube-proxy's network programming latency: from each endpoint change (the trigger time
     /// its controller wrote on the slice) to now, when the change is in the kernel. Changes
     /// older than this process's first sync are not its latency and are only remembered.
-    /// `changed` limits the look to the slices of those Services (`None`: every slice).
-    fn observe_triggers(
+    /// `slices` are those of the Services compiled again; `whole`: they are all there are.
+    fn observe_triggers<'a>(
         &mut self,
-        slices: &[EndpointSlice],
-        changed: Option<&HashSet<(&str, &str)>>,
+        slices: impl Iterator<Item = &'a Arc<EndpointSlice>>,
+        whole: bool,
         first_sync: bool,
         metrics: &Metrics,
     ) {
         let now = unix_now();
         let mut seen = HashMap::new();
-        let owned_by_changed = |slice: &EndpointSlice| {
-            changed.is_none_or(|changed| {
-                let meta = &slice.metadata;
-                let service = meta.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE_NAME));
-                service.is_some_and(|service| {
-                    changed.contains(&(meta.namespace.as_deref().unwrap_or_default(), service))
-                })
-            })
-        };
-        for slice in slices.iter().filter(|s| owned_by_changed(s)) {
+        for slice in slices {
             let Some(trigger) = slice
                 .metadata
                 .annotations
@@ -171,11 +160,16 @@ impl ServiceProxy {
             }
             seen.insert(key, trigger.clone());
         }
-        if changed.is_some() {
-            self.triggers.extend(seen);
-        } else {
+        if whole {
             self.triggers = seen;
+        } else {
+            self.triggers.extend(seen);
         }
+    }
+
+    /// How long the steps of the last transaction applied took.
+    pub fn last_steps(&self) -> StepTimes {
+        self.last_steps
     }
 
     /// The health checks of the state last applied: `healthCheckNodePort` and local endpoint

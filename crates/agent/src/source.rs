@@ -3,6 +3,7 @@
 //! cluster. The reconcilers only ever see a [`Snapshot`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, Pod, Service};
@@ -23,10 +24,12 @@ pub struct SourceError(pub String);
 pub struct Snapshot {
     /// Every Node.
     pub nodes: Vec<Node>,
-    /// Every Service.
-    pub services: Vec<Service>,
-    /// Every EndpointSlice.
-    pub endpoint_slices: Vec<EndpointSlice>,
+    /// Every Service. Shared: a source that caches objects (a watch cache) hands out the
+    /// same `Arc` for an object that did not change, which the service proxy recognises
+    /// without reading it.
+    pub services: Vec<Arc<Service>>,
+    /// Every EndpointSlice, shared likewise.
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// Every Pod (policy subjects and peers, DNS pod records).
     pub pods: Vec<Pod>,
     /// Every Namespace (policy namespace selectors).
@@ -66,6 +69,12 @@ impl DirSource {
     }
 }
 
+/// Objects read afresh: every one at a new address, so the service proxy compares them by
+/// resourceVersion.
+fn shared<T>(objects: Vec<T>) -> Vec<Arc<T>> {
+    objects.into_iter().map(Arc::new).collect()
+}
+
 fn err(e: impl std::fmt::Display) -> SourceError {
     SourceError(e.to_string())
 }
@@ -75,8 +84,8 @@ impl ClusterSource for DirSource {
         self.seen = Some(self.store.revision().map_err(err)?);
         Ok(Snapshot {
             nodes: self.store.nodes().map_err(err)?,
-            services: self.store.services().map_err(err)?,
-            endpoint_slices: self.store.endpoint_slices().map_err(err)?,
+            services: shared(self.store.services().map_err(err)?),
+            endpoint_slices: shared(self.store.endpoint_slices().map_err(err)?),
             pods: self.store.pods().map_err(err)?,
             namespaces: self.store.namespaces().map_err(err)?,
             network_policies: self.store.network_policies().map_err(err)?,

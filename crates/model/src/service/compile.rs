@@ -5,6 +5,7 @@
 //! O(Services + endpoints × ports): slices are grouped by Service in one hash map, each
 //! Service is compiled from its own slices, and frontend conflicts are found with hash maps.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -23,14 +24,29 @@ use super::state::{
 use super::topology::{Candidate, categorize};
 use super::warning::CompileWarning;
 
+/// No Services, typed (an empty `&[]` names no type for `compile`).
+#[cfg(test)]
+pub(crate) const NO_SERVICES: &[Service] = &[];
+/// No EndpointSlices, typed.
+#[cfg(test)]
+pub(crate) const NO_SLICES: &[EndpointSlice] = &[];
+
 /// Compiles what this node does with Service traffic. Never fails: a bad object (or a bad
 /// part of one) is skipped and reported in [`ServiceState::warnings`].
-pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &NodeFacts) -> ServiceState {
+///
+/// Takes the objects owned or shared (`Arc<Service>`, as a watch cache holds them).
+pub fn compile<S, E>(services: &[S], slices: &[E], node: &NodeFacts) -> ServiceState
+where
+    S: Borrow<Service>,
+    E: Borrow<EndpointSlice>,
+{
+    let services: Vec<&Service> = services.iter().map(Borrow::borrow).collect();
+    let slices: Vec<&EndpointSlice> = slices.iter().map(Borrow::borrow).collect();
     let mut warnings = Vec::new();
     let node_view = read_node(node, &mut warnings);
 
     let mut slices_by_service: HashMap<(String, String), Vec<SliceView>> = HashMap::new();
-    for slice in in_name_order(slices, |s| &s.metadata) {
+    for slice in in_name_order(&slices, |s| &s.metadata) {
         if let Some(view) = read_slice(slice, &node.name, &mut warnings) {
             slices_by_service
                 .entry((view.namespace.clone(), view.service.clone()))
@@ -41,7 +57,7 @@ pub fn compile(services: &[Service], slices: &[EndpointSlice], node: &NodeFacts)
 
     // In name order: the output is ordered, and when two Services claim one frontend the
     // first by name keeps it, whatever order the objects came in.
-    let views: Vec<ServiceView> = in_name_order(services, |s| &s.metadata)
+    let views: Vec<ServiceView> = in_name_order(&services, |s| &s.metadata)
         .into_iter()
         .filter_map(|svc| read_service(svc, &mut warnings))
         .collect();

@@ -10,14 +10,18 @@
 //! to one can change the other). Two objects with one name (which only a hand-made store can
 //! hold) share a key, so they are compiled together, as `compile` would.
 //!
-//! What is left at 30k Services is the scan itself: reading 60k objects' names and versions
-//! from a snapshot costs ~25 ms, memory-bound. A source that hands over changes (watch events)
-//! would make it O(changes).
+//! Finding what changed must not read every object: at 30k Services, reading 60k objects'
+//! names and versions costs ~30 ms, memory-bound. So objects come shared (`Arc`), as a watch
+//! cache (kube-runtime's reflector store) holds them: an unchanged object is the same `Arc`
+//! in every snapshot, and the tracker, which keeps the `Arc`s it has seen, recognises it by
+//! address without reading it. Only objects at a new address are read, and only the keys
+//! they (or objects that vanished) belong to are compared by version.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -46,6 +50,9 @@ pub struct Changes {
     /// Every Service whose compiled entry may have changed, with its entry before (`None`:
     /// it is new; a Service gone has no entry in the new state).
     pub services: Vec<(ServiceName, Option<ServiceEntry>)>,
+    /// The slices (indexes into the update's) of the Services compiled again, so that what
+    /// looks at changed slices need not look at all of them. After a full compile: all.
+    pub slices: Vec<usize>,
 }
 
 /// The compiled state, kept up to date one changed Service at a time.
@@ -64,6 +71,11 @@ pub struct ServiceTracker {
     warnings: HashMap<String, Vec<CompileWarning>>,
     /// Frontends in the state, with the Service holding each.
     claims: HashMap<Frontend, ServiceName>,
+    /// The objects of the last update, by address, with their hashes.
+    known_services: HashMap<usize, Known<Service>, AddressHashes>,
+    known_slices: HashMap<usize, Known<EndpointSlice>, AddressHashes>,
+    /// Counts updates: marks the objects each one saw.
+    epoch: u64,
 }
 
 /// A frontend that only one Service may hold (compile's conflict rules).
@@ -86,81 +98,139 @@ impl ServiceTracker {
     }
 
     /// Brings the state up to date with these objects and says which Services changed.
+    ///
+    /// Objects are recognised by address first: one this tracker saw before (the same `Arc`,
+    /// as a watch cache hands out for an object that did not change) is not read at all, so
+    /// finding one change among 30k Services costs a lookup per object. Any other object is
+    /// compared by its identity and resourceVersion.
     pub fn update(
         &mut self,
-        services: &[Service],
-        slices: &[EndpointSlice],
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
         facts: &NodeFacts,
     ) -> Changes {
-        let Some(inputs) = Inputs::read(services, slices) else {
-            return self.compile_all(services, slices, facts, None);
-        };
         let has_conflicts = self
             .state
             .warnings
             .iter()
             .any(|w| matches!(w, CompileWarning::Conflict { .. }));
         if self.facts.as_ref() != Some(facts) || has_conflicts {
-            return self.compile_all(services, slices, facts, Some(&inputs));
+            return self.compile_all(services, slices, facts);
+        }
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let Some(services_seen) = see(&mut self.known_services, services, epoch, service_ids)
+        else {
+            return self.compile_all(services, slices, facts);
+        };
+        let Some(slices_seen) = see(&mut self.known_slices, slices, epoch, slice_ids) else {
+            return self.compile_all(services, slices, facts);
+        };
+        // Keys with a new, changed or vanished object: only these can have changed.
+        let mut candidates: HashSet<u64, KeyHashes> = HashSet::default();
+        candidates.extend(
+            services_seen
+                .fresh
+                .iter()
+                .map(|&i| services_seen.ids[i].key),
+        );
+        candidates.extend(slices_seen.fresh.iter().map(|&i| slices_seen.ids[i].key));
+        candidates.extend(services_seen.gone.iter().chain(&slices_seen.gone));
+        if candidates.is_empty() {
+            return Changes::default();
+        }
+
+        // The candidates' inputs now: a hash of their objects' versions, and where to read
+        // their names.
+        let mut now: HashMap<u64, KeyInputs, KeyHashes> = HashMap::default();
+        let objects = services_seen
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| (ids, Source::Service(i)))
+            .chain(
+                slices_seen
+                    .ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ids)| (ids, Source::Slice(i))),
+            );
+        for (ids, source) in objects {
+            if !candidates.contains(&ids.key) {
+                continue;
+            }
+            let slot = now.entry(ids.key).or_insert(KeyInputs {
+                check: ids.check,
+                fingerprint: 0,
+                source,
+            });
+            if slot.check != ids.check {
+                // Two keys with one hash: only a full compile is sure to be right.
+                return self.compile_all(services, slices, facts);
+            }
+            // XOR: the order of a Service's slices does not matter.
+            slot.fingerprint ^= ids.object;
         }
         // The keys whose inputs differ, as `namespace/name`.
         let mut changed: HashMap<u64, String, KeyHashes> = HashMap::default();
-        for (hash, (ns, name, check, fingerprint)) in &inputs.by_key {
-            match self.inputs.get(hash) {
-                Some((stored_check, stored)) if stored_check == check => {
-                    if stored != fingerprint {
-                        changed.insert(*hash, format!("{ns}/{name}"));
-                    }
+        for &key in &candidates {
+            match (self.inputs.get(&key), now.get(&key)) {
+                (Some(&(check, _)), Some(new)) if check != new.check => {
+                    return self.compile_all(services, slices, facts);
                 }
-                // Two keys with one hash: only a full compile is sure to be right.
-                Some(_) => return self.compile_all(services, slices, facts, Some(&inputs)),
-                None => {
-                    changed.insert(*hash, format!("{ns}/{name}"));
+                (Some(&(_, fingerprint)), Some(new)) if fingerprint == new.fingerprint => {}
+                (_, Some(new)) => {
+                    let name = match new.source {
+                        Source::Service(i) => service_key(&services[i].metadata),
+                        Source::Slice(i) => slice_key(&slices[i].metadata),
+                    };
+                    changed.insert(key, name);
                 }
-            }
-        }
-        for hash in self.inputs.keys() {
-            if !inputs.by_key.contains_key(hash) {
-                let name = self.key_names.get(hash).cloned().unwrap_or_default();
-                changed.insert(*hash, name);
+                (_, None) => {
+                    let name = self.key_names.get(&key).cloned().unwrap_or_default();
+                    changed.insert(key, name);
+                }
             }
         }
         if changed.is_empty() {
+            // New copies of unchanged objects: remember them, and that is all.
+            self.remember(services, slices, &services_seen, &slices_seen);
             return Changes::default();
         }
-        if changed.len() > 64 && changed.len() * 4 > inputs.by_key.len() {
+        if changed.len() > 64 && changed.len() * 4 > services.len() {
             // Most of it changed: one compile of everything is cheaper.
-            return self.compile_all(services, slices, facts, Some(&inputs));
+            return self.compile_all(services, slices, facts);
         }
         let keys: HashSet<&str> = changed.values().map(String::as_str).collect();
         let mut own_services: HashMap<&str, Vec<&Service>> = HashMap::new();
-        for (svc, hash) in services.iter().zip(&inputs.service_keys) {
-            if let Some(key) = changed.get(hash) {
+        for (svc, ids) in services.iter().zip(&services_seen.ids) {
+            if let Some(key) = changed.get(&ids.key) {
                 own_services.entry(key).or_default().push(svc);
             }
         }
         let mut own_slices: HashMap<&str, Vec<&EndpointSlice>> = HashMap::new();
-        for (slice, hash) in slices.iter().zip(&inputs.slice_keys) {
-            if let Some(key) = changed.get(hash) {
+        let mut changed_slices = Vec::new();
+        for (i, (slice, ids)) in slices.iter().zip(&slices_seen.ids).enumerate() {
+            if let Some(key) = changed.get(&ids.key) {
                 own_slices.entry(key).or_default().push(slice);
+                changed_slices.push(i);
             }
         }
         let changed_hashes: Vec<u64> = changed.keys().copied().collect();
         let mut changed: Vec<&String> = changed.values().collect();
         changed.sort_unstable();
 
-        let mut out = Changes::default();
+        let mut out = Changes {
+            slices: changed_slices,
+            ..Changes::default()
+        };
         let mut compiled = Vec::with_capacity(changed.len());
         for key in &changed {
-            let svcs: Vec<Service> = own_services
+            let svcs = own_services
                 .get(key.as_str())
-                .map(|v| v.iter().map(|s| (*s).clone()).collect())
-                .unwrap_or_default();
-            let slcs: Vec<EndpointSlice> = own_slices
-                .get(key.as_str())
-                .map(|v| v.iter().map(|s| (*s).clone()).collect())
-                .unwrap_or_default();
-            let mut one = compile(&svcs, &slcs, facts);
+                .map_or(&[][..], Vec::as_slice);
+            let slcs = own_slices.get(key.as_str()).map_or(&[][..], Vec::as_slice);
+            let mut one = compile(svcs, slcs, facts);
             one.warnings
                 .retain(|w| !matches!(w, CompileWarning::Node { .. }));
             compiled.push(((*key).clone(), one));
@@ -175,7 +245,7 @@ impl ServiceTracker {
                         owner != *key && !keys.contains(owner.as_str())
                     });
                     if held_elsewhere || !claimed_now.insert(frontend) {
-                        return self.compile_all(services, slices, facts, Some(&inputs));
+                        return self.compile_all(services, slices, facts);
                     }
                 }
             }
@@ -184,7 +254,7 @@ impl ServiceTracker {
                 .iter()
                 .any(|w| matches!(w, CompileWarning::Conflict { .. }))
             {
-                return self.compile_all(services, slices, facts, Some(&inputs));
+                return self.compile_all(services, slices, facts);
             }
         }
 
@@ -223,10 +293,14 @@ impl ServiceTracker {
         warnings.sort();
         self.state.warnings = warnings;
         for hash in changed_hashes {
-            match inputs.by_key.get(&hash) {
-                Some((ns, name, check, fingerprint)) => {
-                    self.inputs.insert(hash, (*check, *fingerprint));
-                    self.key_names.insert(hash, format!("{ns}/{name}"));
+            match now.get(&hash) {
+                Some(new) => {
+                    self.inputs.insert(hash, (new.check, new.fingerprint));
+                    let name = match new.source {
+                        Source::Service(i) => service_key(&services[i].metadata),
+                        Source::Slice(i) => slice_key(&slices[i].metadata),
+                    };
+                    self.key_names.insert(hash, name);
                 }
                 None => {
                     self.inputs.remove(&hash);
@@ -234,16 +308,29 @@ impl ServiceTracker {
                 }
             }
         }
+        self.remember(services, slices, &services_seen, &slices_seen);
         out
+    }
+
+    /// Remembers the objects of this update by address, and forgets those it lacked.
+    fn remember(
+        &mut self,
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
+        services_seen: &Seen,
+        slices_seen: &Seen,
+    ) {
+        let epoch = self.epoch;
+        remember(&mut self.known_services, services, services_seen, epoch);
+        remember(&mut self.known_slices, slices, slices_seen, epoch);
     }
 
     /// Compiles everything and reports every Service that differs.
     fn compile_all(
         &mut self,
-        services: &[Service],
-        slices: &[EndpointSlice],
+        services: &[Arc<Service>],
+        slices: &[Arc<EndpointSlice>],
         facts: &NodeFacts,
-        inputs: Option<&Inputs<'_>>,
     ) -> Changes {
         let new = compile(services, slices, facts);
         let old = std::mem::replace(&mut self.state, new);
@@ -251,6 +338,7 @@ impl ServiceTracker {
         let mut out = Changes {
             full: true,
             services: Vec::new(),
+            slices: (0..slices.len()).collect(),
         };
         let mut olds: HashMap<ServiceName, ServiceEntry> = old
             .services
@@ -286,15 +374,47 @@ impl ServiceTracker {
                 .push(w.clone());
         }
         self.facts = Some(facts.clone());
+        self.remember_all(services, slices);
+        out
+    }
+
+    /// Remembers every object and every key's inputs, after a full compile. When an object
+    /// has no resourceVersion, or two keys share a hash, nothing is remembered: the next
+    /// update compiles everything again.
+    fn remember_all(&mut self, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) {
         self.inputs.clear();
         self.key_names.clear();
-        if let Some(inputs) = inputs {
-            for (hash, (ns, name, check, fingerprint)) in &inputs.by_key {
-                self.inputs.insert(*hash, (*check, *fingerprint));
-                self.key_names.insert(*hash, format!("{ns}/{name}"));
+        self.known_services.clear();
+        self.known_slices.clear();
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let mut inputs: HashMap<u64, (u64, u64), KeyHashes> = HashMap::default();
+        let mut key_names: HashMap<u64, String, KeyHashes> = HashMap::default();
+        let mut known_services: HashMap<usize, Known<Service>, AddressHashes> = HashMap::default();
+        let mut known_slices: HashMap<usize, Known<EndpointSlice>, AddressHashes> =
+            HashMap::default();
+        for svc in services {
+            let Some(ids) = service_ids(svc) else { return };
+            if !add_inputs(&mut inputs, &mut key_names, ids, || {
+                service_key(&svc.metadata)
+            }) {
+                return;
             }
+            known_services.insert(address(svc), Known::new(svc, ids, epoch));
         }
-        out
+        for slice in slices {
+            let Some(ids) = slice_ids(slice) else { return };
+            if !add_inputs(&mut inputs, &mut key_names, ids, || {
+                slice_key(&slice.metadata)
+            }) {
+                return;
+            }
+            known_slices.insert(address(slice), Known::new(slice, ids, epoch));
+        }
+        self.inputs = inputs;
+        self.key_names = key_names;
+        self.known_services = known_services;
+        self.known_slices = known_slices;
     }
 
     fn position(&self, key: &str) -> Option<usize> {
@@ -308,67 +428,177 @@ impl ServiceTracker {
     }
 }
 
-/// What identifies the objects' versions, grouped by Service key.
-struct Inputs<'a> {
-    /// Per key (by its hash): its namespace and name, a second hash of them, and the hash of
-    /// its objects' identities and versions.
-    by_key: HashMap<u64, (&'a str, &'a str, u64, u64), KeyHashes>,
-    /// Each Service's key hash, in input order.
-    service_keys: Vec<u64>,
-    /// Each slice's key hash, in input order.
-    slice_keys: Vec<u64>,
+/// Adds one object's hashes to its key's inputs; `false` when two keys share a hash.
+fn add_inputs(
+    inputs: &mut HashMap<u64, (u64, u64), KeyHashes>,
+    key_names: &mut HashMap<u64, String, KeyHashes>,
+    ids: ObjectIds,
+    name: impl FnOnce() -> String,
+) -> bool {
+    let slot = inputs.entry(ids.key).or_insert_with(|| {
+        key_names.insert(ids.key, name());
+        (ids.check, 0)
+    });
+    if slot.0 != ids.check {
+        return false;
+    }
+    slot.1 ^= ids.object;
+    true
 }
 
-impl<'a> Inputs<'a> {
-    /// `None` when an object has no resourceVersion or two keys share a hash (then only a
-    /// full compile is right). One pass, no allocation per object: at 30k Services this is
-    /// most of an incremental update's cost.
-    fn read(services: &'a [Service], slices: &'a [EndpointSlice]) -> Option<Self> {
-        let mut out = Inputs {
-            by_key: HashMap::with_capacity_and_hasher(services.len(), KeyHashes),
-            service_keys: Vec::with_capacity(services.len()),
-            slice_keys: Vec::with_capacity(slices.len()),
-        };
-        let mut add = |ns: &'a str, name: &'a str, meta: &ObjectMeta, is_service: bool| {
-            let version = meta.resource_version.as_deref()?;
-            let key = hash_of(&(ns, name));
-            let object = hash_of(&(
-                is_service,
-                meta.name.as_deref(),
-                meta.uid.as_deref(),
-                version,
-            ));
-            let slot = out
-                .by_key
-                .entry(key)
-                .or_insert_with(|| (ns, name, hash_of(&(name, ns, "check")), 0));
-            if (slot.0, slot.1) != (ns, name) {
-                return None;
-            }
-            // XOR: the order of a Service's slices does not matter.
-            slot.3 ^= object;
-            Some(key)
-        };
-        for svc in services {
-            let meta = &svc.metadata;
-            let ns = meta.namespace.as_deref().unwrap_or_default();
-            let key = add(ns, meta.name.as_deref().unwrap_or_default(), meta, true)?;
-            out.service_keys.push(key);
+/// What identifies one object's version, as hashes.
+#[derive(Debug, Clone, Copy)]
+struct ObjectIds {
+    /// Its key: the namespace and name of its Service (for a slice, the one its label names).
+    key: u64,
+    /// A second hash of the key, to tell two keys with one hash apart.
+    check: u64,
+    /// Its kind, name, uid and resourceVersion.
+    object: u64,
+}
+
+/// `None` without a resourceVersion: nothing tells this object's changes then.
+fn object_ids(ns: &str, key_name: &str, meta: &ObjectMeta, is_service: bool) -> Option<ObjectIds> {
+    let version = meta.resource_version.as_deref()?;
+    Some(ObjectIds {
+        key: hash_of(&(ns, key_name)),
+        check: hash_of(&(key_name, ns, "check")),
+        object: hash_of(&(
+            is_service,
+            meta.name.as_deref(),
+            meta.uid.as_deref(),
+            version,
+        )),
+    })
+}
+
+fn service_ids(svc: &Service) -> Option<ObjectIds> {
+    let meta = &svc.metadata;
+    let ns = meta.namespace.as_deref().unwrap_or_default();
+    object_ids(ns, meta.name.as_deref().unwrap_or_default(), meta, true)
+}
+
+fn slice_ids(slice: &EndpointSlice) -> Option<ObjectIds> {
+    let meta = &slice.metadata;
+    let ns = meta.namespace.as_deref().unwrap_or_default();
+    // Unlabelled slices all go under one key: the namespace and "".
+    let service = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_SERVICE_NAME))
+        .map_or("", String::as_str);
+    object_ids(ns, service, meta, false)
+}
+
+/// An object the tracker has seen, by its address.
+struct Known<T> {
+    /// Held so that no other object can take this address while it is remembered.
+    _object: Arc<T>,
+    ids: ObjectIds,
+    /// The last update that saw it.
+    epoch: u64,
+}
+
+impl<T> Known<T> {
+    fn new(object: &Arc<T>, ids: ObjectIds, epoch: u64) -> Self {
+        Self {
+            _object: Arc::clone(object),
+            ids,
+            epoch,
         }
-        for slice in slices {
-            let meta = &slice.metadata;
-            let ns = meta.namespace.as_deref().unwrap_or_default();
-            let service = meta
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_SERVICE_NAME))
-                .map_or("", String::as_str);
-            // Unlabelled slices all go under one key: the namespace and "".
-            let key = add(ns, service, meta, false)?;
-            out.slice_keys.push(key);
-        }
-        Some(out)
     }
+}
+
+impl<T> std::fmt::Debug for Known<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Known")
+            .field("ids", &self.ids)
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+/// What one update saw of one kind of object.
+struct Seen {
+    /// Each object's hashes, in input order.
+    ids: Vec<ObjectIds>,
+    /// Objects not seen before (by address), by index.
+    fresh: Vec<usize>,
+    /// The keys of remembered objects that are gone.
+    gone: Vec<u64>,
+}
+
+/// Where a key's name can be read: one of its objects, by index.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Service(usize),
+    Slice(usize),
+}
+
+/// A key's inputs in this update.
+struct KeyInputs {
+    check: u64,
+    fingerprint: u64,
+    source: Source,
+}
+
+/// Looks every object up by address: known ones are marked seen in this `epoch` and not
+/// read; the others are read. `None` when one has no resourceVersion.
+fn see<T>(
+    known: &mut HashMap<usize, Known<T>, AddressHashes>,
+    objects: &[Arc<T>],
+    epoch: u64,
+    read: impl Fn(&T) -> Option<ObjectIds>,
+) -> Option<Seen> {
+    let mut seen = Seen {
+        ids: Vec::with_capacity(objects.len()),
+        fresh: Vec::new(),
+        gone: Vec::new(),
+    };
+    let mut matched = 0;
+    for (i, object) in objects.iter().enumerate() {
+        match known.get_mut(&address(object)) {
+            Some(k) => {
+                if k.epoch != epoch {
+                    k.epoch = epoch;
+                    matched += 1;
+                }
+                seen.ids.push(k.ids);
+            }
+            None => {
+                seen.ids.push(read(object)?);
+                seen.fresh.push(i);
+            }
+        }
+    }
+    if matched < known.len() {
+        seen.gone = known
+            .values()
+            .filter(|k| k.epoch != epoch)
+            .map(|k| k.ids.key)
+            .collect();
+    }
+    Some(seen)
+}
+
+/// Remembers `seen`'s fresh objects and forgets the gone ones.
+fn remember<T>(
+    known: &mut HashMap<usize, Known<T>, AddressHashes>,
+    objects: &[Arc<T>],
+    seen: &Seen,
+    epoch: u64,
+) {
+    if !seen.gone.is_empty() {
+        known.retain(|_, k| k.epoch == epoch);
+    }
+    for &i in &seen.fresh {
+        let object = &objects[i];
+        known.insert(address(object), Known::new(object, seen.ids[i], epoch));
+    }
+}
+
+fn address<T>(object: &Arc<T>) -> usize {
+    Arc::as_ptr(object) as usize
 }
 
 /// Maps keyed by a key's hash need not hash it again.
@@ -398,6 +628,46 @@ impl Hasher for KeyHasher {
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
+    }
+}
+
+/// Fresh shared copies of `objects`: each update sees them at new addresses.
+#[cfg(test)]
+pub(crate) fn shared<T: Clone>(objects: &[T]) -> Vec<Arc<T>> {
+    objects.iter().cloned().map(Arc::new).collect()
+}
+
+/// Hashes object addresses: they are aligned and close together, so their low bits are
+/// spread out before the table uses them.
+#[derive(Debug, Clone, Copy, Default)]
+struct AddressHashes;
+
+impl BuildHasher for AddressHashes {
+    type Hasher = AddressHasher;
+    fn build_hasher(&self) -> AddressHasher {
+        AddressHasher(0)
+    }
+}
+
+/// Multiplies, then folds the high half (where the product's entropy is) into the low.
+#[derive(Debug, Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        let product = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = product ^ (product >> 29);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
     }
 }
 

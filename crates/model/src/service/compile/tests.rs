@@ -121,7 +121,7 @@ fn bad_services_are_reported_and_the_good_parts_kept() {
         ),
     ];
     for (bad, expected) in cases {
-        let state = compile(&[bad.clone(), good()], &[], &node());
+        let state = compile(&[bad.clone(), good()], NO_SLICES, &node());
         let found = problems(&state);
         assert!(
             found.iter().any(|p| p.contains(expected)),
@@ -234,7 +234,7 @@ fn conflicting_frontends_stay_with_the_first_service_by_name() {
     let d =
         service("ns", "d", "172.30.0.4", vec![port("p", "TCP", 80)]).external_ips(&["172.30.0.1"]);
     // Reversed input: the outcome is decided by name, not by order.
-    let state = compile(&[d, c, b, a], &[], &node());
+    let state = compile(&[d, c, b, a], NO_SLICES, &node());
     let found = problems(&state);
     let expect = [
         "Service ns/b: cluster IP 172.30.0.1 is already used by Service ns/a",
@@ -271,8 +271,8 @@ fn conflicting_frontends_stay_with_the_first_service_by_name() {
 fn a_duplicated_service_object_is_reported_and_the_choice_does_not_depend_on_order() {
     let one = service("ns", "a", "172.30.0.1", vec![port("p", "TCP", 80)]);
     let other = service("ns", "a", "172.30.0.9", vec![port("q", "TCP", 81)]);
-    let state = compile(&[one.clone(), other.clone()], &[], &node());
-    assert_eq!(state, compile(&[other, one], &[], &node()));
+    let state = compile(&[one.clone(), other.clone()], NO_SLICES, &node());
+    assert_eq!(state, compile(&[other, one], NO_SLICES, &node()));
     assert_eq!(state.services.len(), 1);
     assert!(problems(&state)[0].contains("a second Service object with this namespace and name"));
 }
@@ -286,7 +286,7 @@ fn warnings_name_the_object_and_value() {
             "172.30.0.1",
             vec![port("p", "TCP", -1)],
         )],
-        &[],
+        NO_SLICES,
         &node(),
     );
     assert_eq!(

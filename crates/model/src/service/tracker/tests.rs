@@ -1,8 +1,10 @@
 //! The tracker must always hold what a full compile would, and its changes, rendered, must
 //! turn the old table into the new one.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -12,6 +14,7 @@ use proptest::prelude::*;
 use crate::service::testutil::generate::{ServiceSpec, cluster, objects, service_spec};
 use crate::service::testutil::ruleset::Ruleset;
 use crate::service::testutil::*;
+use crate::service::tracker::shared;
 use crate::service::{ServiceTracker, compile, render_changes, render_full};
 
 /// Objects as an API server would hand them out: each with a resourceVersion that changes
@@ -46,14 +49,62 @@ fn fresh(state: &crate::service::ServiceState) -> Ruleset {
     rules
 }
 
+/// Hands out objects as a watch cache does: an object equal to one of the previous step is
+/// the same `Arc` (when `share`), any other a new one.
+#[derive(Default)]
+struct WatchCache {
+    share: bool,
+    services: HashMap<String, Arc<Service>>,
+    slices: HashMap<String, Arc<EndpointSlice>>,
+}
+
+impl WatchCache {
+    fn hand_out(
+        &mut self,
+        services: &[Service],
+        slices: &[EndpointSlice],
+    ) -> (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>) {
+        fn one<T: Clone + serde::Serialize>(
+            share: bool,
+            previous: &mut HashMap<String, Arc<T>>,
+            objects: &[T],
+        ) -> Vec<Arc<T>> {
+            let mut now = HashMap::new();
+            let out = objects
+                .iter()
+                .map(|o| {
+                    let json = serde_json::to_string(o).unwrap();
+                    let arc = match previous.get(&json) {
+                        Some(arc) if share => Arc::clone(arc),
+                        _ => Arc::new(o.clone()),
+                    };
+                    now.insert(json, Arc::clone(&arc));
+                    arc
+                })
+                .collect();
+            *previous = now;
+            out
+        }
+        (
+            one(self.share, &mut self.services, services),
+            one(self.share, &mut self.slices, slices),
+        )
+    }
+}
+
 /// Runs a sequence of clusters through one tracker, checking each step.
-fn follow(steps: &[Vec<ServiceSpec>]) -> Result<(), TestCaseError> {
+fn follow(steps: &[Vec<ServiceSpec>], share: bool) -> Result<(), TestCaseError> {
     let mut tracker = ServiceTracker::new();
     let mut rules: Option<Ruleset> = None;
+    let mut cache = WatchCache {
+        share,
+        ..WatchCache::default()
+    };
     for specs in steps {
         let (services, slices) = versioned(specs);
         let old_node = tracker.state().node.clone();
-        let changes = tracker.update(&services, &slices, &node());
+        let (shared_services, shared_slices) = cache.hand_out(&services, &slices);
+        let changes = tracker.update(&shared_services, &shared_slices, &node());
         let want = compile(&services, &slices, &node());
         prop_assert_eq!(tracker.state(), &want);
         match &mut rules {
@@ -74,14 +125,16 @@ proptest! {
     #[test]
     fn random_clusters_in_turn_compile_and_render_as_a_full_compile(
         steps in prop::collection::vec(cluster(), 1..5),
+        share in any::<bool>(),
     ) {
-        follow(&steps)?;
+        follow(&steps, share)?;
     }
 
     #[test]
     fn one_service_changing_at_a_time_compiles_and_renders_as_a_full_compile(
         start in cluster(),
         edits in prop::collection::vec((0usize..8, prop::option::of(service_spec())), 1..6),
+        share in any::<bool>(),
     ) {
         // Each edit replaces (or removes, or appends) one Service of the previous step.
         let mut steps = vec![start];
@@ -97,7 +150,7 @@ proptest! {
             }
             steps.push(next);
         }
-        follow(&steps)?;
+        follow(&steps, share)?;
     }
 }
 
@@ -125,9 +178,13 @@ fn an_unchanged_cluster_reports_no_change_and_one_edit_only_its_service() {
     };
     let mut tracker = ServiceTracker::new();
     let (services, slices) = stamp(specs("10.0.2.1"), "1");
-    assert!(tracker.update(&services, &slices, &node()).full);
+    assert!(
+        tracker
+            .update(&shared(&services), &shared(&slices), &node())
+            .full
+    );
 
-    let again = tracker.update(&services, &slices, &node());
+    let again = tracker.update(&shared(&services), &shared(&slices), &node());
     assert!(!again.full && again.services.is_empty(), "{again:?}");
 
     // Only b's slice has a new version (a's too, but with the same content it is a new
@@ -135,7 +192,7 @@ fn an_unchanged_cluster_reports_no_change_and_one_edit_only_its_service() {
     let (services, mut slices) = stamp(specs("10.0.2.9"), "1");
     slices[1].metadata.resource_version = Some("2".into());
     let old_node = tracker.state().node.clone();
-    let changes = tracker.update(&services, &slices, &node());
+    let changes = tracker.update(&shared(&services), &shared(&slices), &node());
     assert!(!changes.full);
     let names: Vec<String> = changes
         .services
@@ -153,7 +210,11 @@ fn an_unchanged_cluster_reports_no_change_and_one_edit_only_its_service() {
 
     // Without versions nothing tells what changed: everything is compiled.
     let (services, slices) = specs("10.0.2.9");
-    assert!(tracker.update(&services, &slices, &node()).full);
+    assert!(
+        tracker
+            .update(&shared(&services), &shared(&slices), &node())
+            .full
+    );
 }
 
 #[test]
@@ -189,14 +250,14 @@ fn warnings_of_unchanged_objects_survive_an_incremental_update() {
     };
     let mut tracker = ServiceTracker::new();
     let (services, slices) = objects("10.0.1.1");
-    tracker.update(&services, &slices, &node());
+    tracker.update(&shared(&services), &shared(&slices), &node());
     let want = compile(&services, &slices, &node());
     assert_eq!(want.warnings.len(), 2, "{:?}", want.warnings);
     assert_eq!(tracker.state(), &want);
 
     for endpoint in ["10.0.1.2", "10.0.1.3"] {
         let (services, slices) = objects(endpoint);
-        let changes = tracker.update(&services, &slices, &node());
+        let changes = tracker.update(&shared(&services), &shared(&slices), &node());
         assert!(!changes.full);
         assert_eq!(tracker.state(), &compile(&services, &slices, &node()));
     }

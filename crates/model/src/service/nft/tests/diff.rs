@@ -175,7 +175,7 @@ fn node_facts_changes_update_the_fixed_part() {
         service_cidrs: vec!["172.30.0.0/16".parse().unwrap()],
         ..node()
     };
-    let new = compile(&[], &[], &node);
+    let new = compile(compile::NO_SERVICES, compile::NO_SLICES, &node);
     let mut rules = fresh(&old);
     let diff = render_diff(&old, &new).to_script();
     apply(&mut rules, &diff);

@@ -7,7 +7,8 @@ use crate::service::{ServiceState, compile, render_diff, render_full};
 
 /// What a full render adds for the Services: its lines minus those of a render of none.
 fn service_lines(state: &ServiceState) -> String {
-    let fixed = render_full(&compile(&[], &[], &node())).to_script();
+    let fixed =
+        render_full(&compile(compile::NO_SERVICES, compile::NO_SLICES, &node())).to_script();
     let fixed: HashSet<&str> = fixed.lines().collect();
     render_full(state)
         .to_script()
@@ -19,7 +20,9 @@ fn service_lines(state: &ServiceState) -> String {
 
 #[test]
 fn fixed_part_matches_golden() {
-    insta::assert_snapshot!(render_full(&compile(&[], &[], &node())).to_script());
+    insta::assert_snapshot!(
+        render_full(&compile(compile::NO_SERVICES, compile::NO_SLICES, &node())).to_script()
+    );
 }
 
 #[test]

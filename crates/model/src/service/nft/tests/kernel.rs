@@ -21,7 +21,7 @@ fn the_kernel_accepts_full_renders_diffs_and_prunes() {
     }
     let mut runner = TestRunner::deterministic();
     let strategy = cluster();
-    let mut previous = compile(&[], &[], &node());
+    let mut previous = compile(compile::NO_SERVICES, compile::NO_SLICES, &node());
     for round in 0..12 {
         let spec = strategy.new_tree(&mut runner).unwrap().current();
         let (services, slices) = objects(&spec);

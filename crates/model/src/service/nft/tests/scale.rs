@@ -1,12 +1,14 @@
 //! Timing at scale (printed, never asserted: benchmarks live in bench/). The 30k run is
 //! `#[ignore]`d to keep CI fast: `cargo test -p podnet-model --release -- --ignored --nocapture`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::service::testutil::*;
+use crate::service::tracker::shared;
 use crate::service::{ServiceTracker, compile, render_changes, render_diff, render_full};
 
 /// `n` Services, each with one TCP port and `endpoints` endpoints spread over 3 nodes.
@@ -90,10 +92,14 @@ fn run(n: usize, endpoints: usize) {
     for s in &mut unchanged_slices {
         s.metadata.resource_version = Some("1".into());
     }
-    tracker.update(&services, &unchanged_slices, &node());
+    // Shared as a watch cache shares them: the next snapshot differs in one slice's `Arc`.
+    let services = shared(&services);
+    let mut shared_slices = shared(&unchanged_slices);
+    tracker.update(&services, &shared_slices, &node());
     slices[n / 2].metadata.resource_version = Some("2".into());
+    shared_slices[n / 2] = Arc::new(slices[n / 2].clone());
     let t = Instant::now();
-    let changes = tracker.update(&services, &slices, &node());
+    let changes = tracker.update(&services, &shared_slices, &node());
     let tracked = t.elapsed();
     let t = Instant::now();
     let tracked_diff = render_changes(&state.node, tracker.state(), &changes.services);

@@ -100,7 +100,7 @@ fn a_remembered_client_sticks_to_its_endpoint_while_it_exists() {
 #[test]
 fn invalid_timeout_falls_back_to_the_default_with_a_warning() {
     let svc = service("ns", "svc", "172.30.0.41", vec![port("p", "TCP", 80)]).affinity(Some(0));
-    let state = crate::service::compile(&[svc], &[], &node());
+    let state = crate::service::compile(&[svc], crate::service::compile::NO_SLICES, &node());
     assert_eq!(state.warnings.len(), 1);
     assert_eq!(
         state

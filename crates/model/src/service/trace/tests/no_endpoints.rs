@@ -178,7 +178,7 @@ fn headless_and_external_name_services_get_no_rules() {
 fn service_without_cluster_ip_is_reported() {
     let state = compile(
         &[service("ns", "pending", "", vec![port("p", "TCP", 80)])],
-        &[],
+        compile::NO_SLICES,
         &node(),
     );
     assert_eq!(state.services, vec![]);
