@@ -64,16 +64,16 @@ pub struct ServiceTracker {
     /// hash apart, and a hash of its inputs: its object's and its slices' identities and
     /// versions. The key is the Service's (for slices, the one their label names, whether or
     /// not it exists). Plain numbers: comparing 30k of them costs no pointer chasing.
-    inputs: HashMap<u64, (u64, u64), KeyHashes>,
+    inputs: HashMap<u64, (u64, u64), WordHashes>,
     /// `namespace/name` of each key, by its hash.
-    key_names: HashMap<u64, String, KeyHashes>,
+    key_names: HashMap<u64, String, WordHashes>,
     /// The warnings of each Service key's compile; node warnings under [`NODE_WARNINGS`].
     warnings: HashMap<String, Vec<CompileWarning>>,
     /// Frontends in the state, with the Service holding each.
     claims: HashMap<Frontend, ServiceName>,
     /// The objects of the last update, by address, with their hashes.
-    known_services: HashMap<usize, Known<Service>, AddressHashes>,
-    known_slices: HashMap<usize, Known<EndpointSlice>, AddressHashes>,
+    known_services: HashMap<usize, Known<Service>, WordHashes>,
+    known_slices: HashMap<usize, Known<EndpointSlice>, WordHashes>,
     /// Counts updates: marks the objects each one saw.
     epoch: u64,
 }
@@ -127,7 +127,7 @@ impl ServiceTracker {
             return self.compile_all(services, slices, facts);
         };
         // Keys with a new, changed or vanished object: only these can have changed.
-        let mut candidates: HashSet<u64, KeyHashes> = HashSet::default();
+        let mut candidates: HashSet<u64, WordHashes> = HashSet::default();
         candidates.extend(
             services_seen
                 .fresh
@@ -142,7 +142,7 @@ impl ServiceTracker {
 
         // The candidates' inputs now: a hash of their objects' versions, and where to read
         // their names.
-        let mut now: HashMap<u64, KeyInputs, KeyHashes> = HashMap::default();
+        let mut now: HashMap<u64, KeyInputs, WordHashes> = HashMap::default();
         let objects = services_seen
             .ids
             .iter()
@@ -172,7 +172,7 @@ impl ServiceTracker {
             slot.fingerprint ^= ids.object;
         }
         // The keys whose inputs differ, as `namespace/name`.
-        let mut changed: HashMap<u64, String, KeyHashes> = HashMap::default();
+        let mut changed: HashMap<u64, String, WordHashes> = HashMap::default();
         for &key in &candidates {
             match (self.inputs.get(&key), now.get(&key)) {
                 (Some(&(check, _)), Some(new)) if check != new.check => {
@@ -388,11 +388,10 @@ impl ServiceTracker {
         self.known_slices.clear();
         self.epoch += 1;
         let epoch = self.epoch;
-        let mut inputs: HashMap<u64, (u64, u64), KeyHashes> = HashMap::default();
-        let mut key_names: HashMap<u64, String, KeyHashes> = HashMap::default();
-        let mut known_services: HashMap<usize, Known<Service>, AddressHashes> = HashMap::default();
-        let mut known_slices: HashMap<usize, Known<EndpointSlice>, AddressHashes> =
-            HashMap::default();
+        let mut inputs: HashMap<u64, (u64, u64), WordHashes> = HashMap::default();
+        let mut key_names: HashMap<u64, String, WordHashes> = HashMap::default();
+        let mut known_services: HashMap<usize, Known<Service>, WordHashes> = HashMap::default();
+        let mut known_slices: HashMap<usize, Known<EndpointSlice>, WordHashes> = HashMap::default();
         for svc in services {
             let Some(ids) = service_ids(svc) else { return };
             if !add_inputs(&mut inputs, &mut key_names, ids, || {
@@ -430,8 +429,8 @@ impl ServiceTracker {
 
 /// Adds one object's hashes to its key's inputs; `false` when two keys share a hash.
 fn add_inputs(
-    inputs: &mut HashMap<u64, (u64, u64), KeyHashes>,
-    key_names: &mut HashMap<u64, String, KeyHashes>,
+    inputs: &mut HashMap<u64, (u64, u64), WordHashes>,
+    key_names: &mut HashMap<u64, String, WordHashes>,
     ids: ObjectIds,
     name: impl FnOnce() -> String,
 ) -> bool {
@@ -545,7 +544,7 @@ struct KeyInputs {
 /// Looks every object up by address: known ones are marked seen in this `epoch` and not
 /// read; the others are read. `None` when one has no resourceVersion.
 fn see<T>(
-    known: &mut HashMap<usize, Known<T>, AddressHashes>,
+    known: &mut HashMap<usize, Known<T>, WordHashes>,
     objects: &[Arc<T>],
     epoch: u64,
     read: impl Fn(&T) -> Option<ObjectIds>,
@@ -583,7 +582,7 @@ fn see<T>(
 
 /// Remembers `seen`'s fresh objects and forgets the gone ones.
 fn remember<T>(
-    known: &mut HashMap<usize, Known<T>, AddressHashes>,
+    known: &mut HashMap<usize, Known<T>, WordHashes>,
     objects: &[Arc<T>],
     seen: &Seen,
     epoch: u64,
@@ -601,59 +600,29 @@ fn address<T>(object: &Arc<T>) -> usize {
     Arc::as_ptr(object) as usize
 }
 
-/// Maps keyed by a key's hash need not hash it again.
-#[derive(Debug, Clone, Copy, Default)]
-struct KeyHashes;
-
-impl BuildHasher for KeyHashes {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(0)
-    }
-}
-
-/// Passes a `u64` key through (it is a hash already).
-#[derive(Debug, Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed with this; anything else still gets a fair hash.
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// Fresh shared copies of `objects`: each update sees them at new addresses.
 #[cfg(test)]
 pub(crate) fn shared<T: Clone>(objects: &[T]) -> Vec<Arc<T>> {
     objects.iter().cloned().map(Arc::new).collect()
 }
 
-/// Hashes object addresses: they are aligned and close together, so their low bits are
-/// spread out before the table uses them.
+/// Hashes one machine word, a key's hash or an object's address, without SipHash's cost.
+/// Addresses are aligned and close together, so the word is mixed before the table uses it.
 #[derive(Debug, Clone, Copy, Default)]
-struct AddressHashes;
+struct WordHashes;
 
-impl BuildHasher for AddressHashes {
-    type Hasher = AddressHasher;
-    fn build_hasher(&self) -> AddressHasher {
-        AddressHasher(0)
+impl BuildHasher for WordHashes {
+    type Hasher = WordHasher;
+    fn build_hasher(&self) -> WordHasher {
+        WordHasher(0)
     }
 }
 
 /// Multiplies, then folds the high half (where the product's entropy is) into the low.
 #[derive(Debug, Default)]
-struct AddressHasher(u64);
+struct WordHasher(u64);
 
-impl Hasher for AddressHasher {
+impl Hasher for WordHasher {
     fn finish(&self) -> u64 {
         self.0
     }
