@@ -7,5 +7,6 @@ source scripts/deps
 podnet_install_deps
 cargo build --release --locked --bins
 # The release plugin is linked statically, like the reference plugins: no dynamic loader at start.
-cargo rustc --release --locked -p podnet-cni --bin podnet-cni -- -C target-feature=+crt-static
+# Not position-independent either: no relocations to apply, fewer pages to copy at each start.
+cargo rustc --release --locked -p podnet-cni --bin podnet-cni -- -C target-feature=+crt-static -C relocation-model=static
 exec target/release/cni-latency target/release/podnet-cni /usr/lib/cni

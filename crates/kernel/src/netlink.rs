@@ -611,15 +611,17 @@ impl Netlink {
         self.send(Request::set_up(LinkId::Index(index))).map(drop)
     }
 
-    /// Sets a link down, takes it off its bridge and moves it to link group `group`, in one
-    /// request: a link on its way out then neither carries nor receives traffic, the kernel drops
-    /// routes through it, and [`Netlink::delete_group`] can later delete it with others.
+    /// Sets a link down and moves it to link group `group`, in one request: a link on its way
+    /// out then neither carries nor receives traffic (a bridge port that is down is disabled),
+    /// the kernel drops routes through it, and [`Netlink::delete_group`] can later delete it
+    /// with others. It stays on its bridge: taking it off costs an RCU grace period under the
+    /// RTNL lock, which every other link change of the node waits for, and the deletion takes
+    /// it off anyway.
     pub fn isolate(&mut self, index: u32, group: u32) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.header.flags = LinkFlags::empty();
         msg.header.change_mask = LinkFlags::Up;
-        msg.attributes.push(LinkAttribute::Controller(0));
         msg.attributes.push(LinkAttribute::Group(group));
         self.ack(
             RouteNetlinkMessage::SetLink(msg),

@@ -568,40 +568,37 @@ fn load_record(store: &Store, key: &AttachmentKey) -> Result<Option<Record>> {
 /// costs more than the rest of a DEL, and concurrent ADDs and DELs of the node wait for the lock.
 fn undo(env: &Env, store: &Store, release: bool) -> Result<()> {
     let key = key(env)?;
-    let mut retired = None;
+    // The veth goes out of service first, outside the store's lock: its netlink requests are
+    // most of a DEL's work, and concurrent DELs of other pods need not queue behind them. Its
+    // names come from the key, not the record, and the runtime runs one operation at a time
+    // per attachment, so nothing else acts on it meanwhile.
+    let retired = wire::Teardown::new().and_then(|mut t| {
+        t.retire(&key.container_id, &key.ifname)?;
+        Ok(t)
+    });
+    let veth_retired = retired.is_ok();
     let undone = store.update(|state| {
         let record = state.attachment(&key).map(|a| Record::from_data(&a.data));
-        let mut first_error = None;
-        match wire::Teardown::new().and_then(|mut t| {
-            t.retire(&key.container_id, &key.ifname)?;
-            Ok(t)
-        }) {
-            Ok(t) => retired = Some(t),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
         if let Some(record) = &record
             && !record.rules.is_empty()
-            && let Err(e) = remove_rules(&record.rules)
         {
-            first_error.get_or_insert(e);
+            remove_rules(&record.rules)?;
         }
         // Forget the attachment only once its kernel side is out of service: the record is what
-        // a retried DEL needs to find the rest. (The retired veth is down and off the bridge, so
-        // its address can go to a new pod while the reaper finishes deleting it.)
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        if release {
+        // a retried DEL needs to find the rest. (The retired veth is down, so its address can go
+        // to a new pod while the reaper finishes deleting it.)
+        if release && veth_retired {
             state.release(&key);
         }
         Ok(())
     });
-    // A failure here (no reaper, and deleting it at once failed too) is reported, but the veth is
-    // out of service: its addresses stay released, and the next reaper deletes it with its group.
-    let finished = retired.map_or(Ok(()), wire::Teardown::finish);
-    undone.and(finished)
+    match retired {
+        // A failure here (no reaper, and deleting it at once failed too) is reported, but the
+        // veth is out of service: its addresses stay released, and the next reaper deletes it
+        // with its group.
+        Ok(teardown) => undone.and(teardown.finish()),
+        Err(e) => Err(e),
+    }
 }
 
 fn add_loopback(env: &Env) -> Result<CniResult> {

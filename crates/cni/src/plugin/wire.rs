@@ -398,8 +398,8 @@ fn enable_forwarding(addresses: &[(IpNet, IpAddr)]) -> Result<()> {
 /// nothing inside the pods' namespaces.
 ///
 /// Deleting a veth costs the kernel some 16 ms (it waits out RCU grace periods), more than
-/// everything else a DEL does. So each veth is taken out of service at once — set down, taken off
-/// the bridge, moved to the retired link group and renamed to its retired name — and a detached
+/// everything else a DEL does. So each veth is taken out of service at once — set down (a down
+/// bridge port is disabled), moved to the retired link group and renamed to its retired name — and a detached
 /// process deletes the whole group afterwards (see [`reaper`]), so the runtime does not wait for
 /// it and concurrent DELs share one deletion. A later ADD or DEL of the same attachment deletes a
 /// retired veth it finds synchronously.

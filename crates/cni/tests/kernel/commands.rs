@@ -45,18 +45,20 @@ fn del_takes_the_veth_out_of_service_at_once_and_a_reaper_deletes_it() {
     let pod = Netns::new("pod");
     let result = node.add("pod", &pod);
     node.del("pod", Some(&pod), Some(&result));
-    // Right after DEL: no live `pn…` veth, and whatever is left of it is down and off the bridge.
-    let links = node.ns.ip_json(&["link", "show"]);
+    // Right after DEL: no live `pn…` veth, and whatever is left of it is down: a bridge port
+    // the bridge has disabled, so it forwards nothing to it or from it.
+    let links = node.ns.ip_json(&["-d", "link", "show"]);
     for link in links.as_array().unwrap() {
         let name = link["ifname"].as_str().unwrap();
         assert!(!name.starts_with("pn"), "live veth {name} after DEL");
         if name.starts_with("pz") {
-            assert!(
-                link["master"].is_null(),
-                "{name} still on the bridge: {link}"
-            );
             let flags = link["flags"].as_array().unwrap();
             assert!(!flags.iter().any(|f| f == "UP"), "{name} still up: {link}");
+            let port_state = &link["linkinfo"]["info_slave_data"]["state"];
+            assert!(
+                link["master"].is_null() || port_state == "disabled",
+                "{name} is a bridge port in state {port_state}: {link}"
+            );
         }
     }
     // Shortly after: deleted, the pod end with it.
