@@ -62,11 +62,21 @@ impl Plugin {
     /// plugin.
     fn settle(&self) {
         for _ in 0..5000 {
-            if !reaper_running() && !self.node.link_names().iter().any(|l| l.starts_with("pz")) {
+            if !reaper_running() && self.retired_links_gone() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Whether no link is left in podnet-cni's retired group (always, for the reference).
+    fn retired_links_gone(&self) -> bool {
+        let group = podnet_cni::plugin::names::RETIRED_GROUP.to_string();
+        let links = self.node.ip_json(&["link", "show", "group", &group]);
+        // `ip -j` prints an empty object for every link the group filter leaves out.
+        links
+            .as_array()
+            .is_none_or(|a| a.iter().all(|l| l.get("ifname").is_none()))
     }
 
     /// Runs one command for `cid` in `pod` and returns how long the plugin process took.

@@ -87,6 +87,8 @@ pub struct Link {
     pub up: bool,
     /// The link kind (`veth`, `bridge`, `vxlan`, …) when the kernel reports one.
     pub kind: Option<String>,
+    /// The link group (0 unless set).
+    pub group: u32,
 }
 
 /// One end of a veth pair to create.
@@ -1342,6 +1344,7 @@ fn link_from(msg: RouteNetlinkMessage) -> Option<Link> {
         master: None,
         up: m.header.flags.contains(LinkFlags::Up),
         kind: None,
+        group: 0,
     };
     for attr in m.attributes {
         match attr {
@@ -1349,6 +1352,7 @@ fn link_from(msg: RouteNetlinkMessage) -> Option<Link> {
             LinkAttribute::Address(a) => link.mac = a.try_into().ok(),
             LinkAttribute::Mtu(mtu) => link.mtu = mtu,
             LinkAttribute::Controller(i) => link.master = Some(i),
+            LinkAttribute::Group(g) => link.group = g,
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(kind) = info {

@@ -23,21 +23,9 @@ pub fn host_veth(container_id: &str, ifname: &str) -> String {
     format!("{VETH_PREFIX}{}", &hex[..13])
 }
 
-/// The name a host veth takes once its attachment is deleted, while a detached process removes
-/// it (see `wire::Teardown`): the attachment's own name is free again at once, and a later ADD
-/// or DEL for the same attachment knows what to clean up.
-pub fn retired_veth(container_id: &str, ifname: &str) -> String {
-    format!(
-        "{RETIRED_PREFIX}{}",
-        &host_veth(container_id, ifname)[VETH_PREFIX.len()..]
-    )
-}
-
-/// The prefix of retired host veths (`pz` + the same 13 hex digits).
-pub const RETIRED_PREFIX: &str = "pz";
-
 /// The link group retired host veths are moved to, so the reaper deletes them all in one request
-/// ("pnz" in ASCII; links start in group 0, and nothing else uses this one).
+/// and a later ADD tells a retired veth from a live one ("pnz" in ASCII; links start in group 0,
+/// and nothing else uses this one).
 pub const RETIRED_GROUP: u32 = 0x0070_6e7a;
 
 /// A short, stable identifier of the attachment for nft chain names (`hp_<id>`).
@@ -74,15 +62,6 @@ mod tests {
                 "eth0"
             )
         );
-    }
-
-    #[test]
-    fn retired_name_keeps_the_hash_and_fits() {
-        let live = host_veth("c1", "eth0");
-        let retired = retired_veth("c1", "eth0");
-        assert_eq!(retired.len(), 15);
-        assert_eq!(&retired[2..], &live[2..]);
-        assert!(retired.starts_with(RETIRED_PREFIX) && !live.starts_with(RETIRED_PREFIX));
     }
 
     #[test]

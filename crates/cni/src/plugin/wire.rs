@@ -176,8 +176,13 @@ pub fn setup(plan: &Plan<'_>, pod_ns: &File) -> Result<Wired> {
         // Our host end survived an interrupted earlier ADD (its name is ours alone), an earlier
         // incarnation is still being reaped (its pod end may still hold CNI_IFNAME), or the pod
         // already has the interface. Remove what is ours and try once more.
-        host.delete_link_by_name(&names::retired_veth(plan.container_id, plan.ifname))
-            .map_err(kernel)?;
+        if host
+            .link(&veth)
+            .map_err(kernel)?
+            .is_some_and(|old| old.group == names::RETIRED_GROUP)
+        {
+            host.delete_link_by_name(&veth).map_err(kernel)?;
+        }
         if pod.link(plan.ifname).map_err(kernel)?.is_some() {
             return Err(CniError::new(
                 Code::InvalidConfig,
@@ -399,10 +404,11 @@ fn enable_forwarding(addresses: &[(IpNet, IpAddr)]) -> Result<()> {
 ///
 /// Deleting a veth costs the kernel some 16 ms (it waits out RCU grace periods), more than
 /// everything else a DEL does. So each veth is taken out of service at once — set down (a down
-/// bridge port is disabled), moved to the retired link group and renamed to its retired name — and a detached
+/// bridge port is disabled) and moved to the retired link group, one request — and a detached
 /// process deletes the whole group afterwards (see [`reaper`]), so the runtime does not wait for
-/// it and concurrent DELs share one deletion. A later ADD or DEL of the same attachment deletes a
-/// retired veth it finds synchronously.
+/// it and concurrent DELs share one deletion. It keeps its name (a rename costs another RCU
+/// grace period under the RTNL lock): a later ADD of the same attachment that finds it in the
+/// retired group deletes it synchronously.
 pub struct Teardown {
     host: Netlink,
     retired: Vec<String>,
@@ -422,25 +428,19 @@ impl Teardown {
     /// Takes the attachment's host veth out of service; succeeds when there is none.
     pub fn retire(&mut self, container_id: &str, ifname: &str) -> Result<()> {
         let veth = names::host_veth(container_id, ifname);
-        let retired = names::retired_veth(container_id, ifname);
         let Some(link) = self.host.link(&veth).map_err(kernel)? else {
             return Ok(());
         };
-        self.host
-            .isolate(link.index, names::RETIRED_GROUP)
-            .map_err(kernel)?;
-        // From here on a concurrent DEL's reaper may delete the link at any moment: "no such
-        // device" means it is done.
-        let renamed = match self.host.rename(link.index, &retired) {
-            Err(e) if e.is_exists() => {
-                // An earlier incarnation of this attachment is still being reaped.
-                self.host.delete_link_by_name(&retired).map_err(kernel)?;
-                self.host.rename(link.index, &retired)
-            }
-            other => other,
+        // Retired already (a repeated DEL): only the reaper is left to make sure of.
+        let retired = link.group == names::RETIRED_GROUP && !link.up;
+        let isolated = if retired {
+            Ok(())
+        } else {
+            self.host.isolate(link.index, names::RETIRED_GROUP)
         };
-        match renamed {
-            Ok(()) => self.retired.push(retired),
+        match isolated {
+            Ok(()) => self.retired.push(veth),
+            // A concurrent DEL's reaper deleted it meanwhile: done.
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(kernel(e)),
         }

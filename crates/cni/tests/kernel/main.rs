@@ -129,21 +129,34 @@ impl Node {
 }
 
 /// podnet's host-side veths (`pn…`) in `node`, once the reaper a DEL started has deleted the
-/// retired ones (`pz…`; waited for up to 5 s, and any still there are returned too).
+/// retired ones (those in the retired link group; waited for up to 5 s, and any still there are
+/// returned too).
 pub fn podnet_veths(node: &Netns) -> Vec<String> {
-    let ours = || -> Vec<String> {
-        node.link_names()
-            .into_iter()
-            .filter(|l| l.starts_with("pn") || l.starts_with("pz"))
-            .collect()
-    };
     for _ in 0..500 {
-        if !ours().iter().any(|l| l.starts_with("pz")) {
+        if retired_links(node).is_empty() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    ours()
+    node.link_names()
+        .into_iter()
+        .filter(|l| l.starts_with("pn"))
+        .collect()
+}
+
+/// The links in podnet-cni's retired link group: taken out of service, waiting for the reaper.
+pub fn retired_links(node: &Netns) -> Vec<String> {
+    let group = podnet_cni::plugin::names::RETIRED_GROUP.to_string();
+    // `ip -j` prints an empty object for every link the group filter leaves out.
+    let links = node.ip_json(&["link", "show", "group", &group]);
+    links
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn collect_ips(v: &Value, out: &mut Vec<String>) {
