@@ -196,13 +196,18 @@ impl Cluster {
     }
 
     /// Asserts that every pod reaches every other pod over every family.
+    ///
+    /// A first ping resolves neighbours on two bridges; IPv6 neighbour discovery retransmits a
+    /// lost solicitation after a whole second and gives up after three, so a ping that meets a
+    /// lost first solicitation fails before it succeeds. Hence up to eight one-second tries,
+    /// which a route or neighbour entry that is wrong still fails.
     pub fn assert_full_mesh(&self) {
         for from in 0..self.nodes.len() {
             for to in 0..self.nodes.len() {
                 for family in 0..self.nodes[to].pod_ips.len() {
                     if from != to {
                         assert!(
-                            self.pods_reach(from, to, family, 3),
+                            self.pods_reach(from, to, family, 8),
                             "pod on node {} cannot reach {} on node {}",
                             from + 1,
                             self.nodes[to].pod_ips[family],

@@ -71,9 +71,9 @@ pub struct ServiceTracker {
     warnings: HashMap<String, Vec<CompileWarning>>,
     /// Frontends in the state, with the Service holding each.
     claims: HashMap<Frontend, ServiceName>,
-    /// The objects of the last update, by address, with their hashes.
-    known_services: HashMap<usize, Known<Service>, WordHashes>,
-    known_slices: HashMap<usize, Known<EndpointSlice>, WordHashes>,
+    /// The objects of the last update, by address and in its order, with their hashes.
+    known_services: KnownObjects<Service>,
+    known_slices: KnownObjects<EndpointSlice>,
     /// Counts updates: marks the objects each one saw.
     epoch: u64,
 }
@@ -119,11 +119,10 @@ impl ServiceTracker {
         }
         self.epoch += 1;
         let epoch = self.epoch;
-        let Some(services_seen) = see(&mut self.known_services, services, epoch, service_ids)
-        else {
+        let Some(services_seen) = self.known_services.see(services, epoch, service_ids) else {
             return self.compile_all(services, slices, facts);
         };
-        let Some(slices_seen) = see(&mut self.known_slices, slices, epoch, slice_ids) else {
+        let Some(slices_seen) = self.known_slices.see(slices, epoch, slice_ids) else {
             return self.compile_all(services, slices, facts);
         };
         // Keys with a new, changed or vanished object: only these can have changed.
@@ -135,8 +134,16 @@ impl ServiceTracker {
                 .map(|&i| services_seen.ids[i].key),
         );
         candidates.extend(slices_seen.fresh.iter().map(|&i| slices_seen.ids[i].key));
-        candidates.extend(services_seen.gone.iter().chain(&slices_seen.gone));
+        candidates.extend(
+            services_seen
+                .gone
+                .iter()
+                .chain(&slices_seen.gone)
+                .map(|&(_, key)| key),
+        );
         if candidates.is_empty() {
+            // The same objects, perhaps in another order.
+            self.remember(services, slices, services_seen, slices_seen);
             return Changes::default();
         }
 
@@ -194,7 +201,7 @@ impl ServiceTracker {
         }
         if changed.is_empty() {
             // New copies of unchanged objects: remember them, and that is all.
-            self.remember(services, slices, &services_seen, &slices_seen);
+            self.remember(services, slices, services_seen, slices_seen);
             return Changes::default();
         }
         if changed.len() > 64 && changed.len() * 4 > services.len() {
@@ -308,7 +315,7 @@ impl ServiceTracker {
                 }
             }
         }
-        self.remember(services, slices, &services_seen, &slices_seen);
+        self.remember(services, slices, services_seen, slices_seen);
         out
     }
 
@@ -317,12 +324,12 @@ impl ServiceTracker {
         &mut self,
         services: &[Arc<Service>],
         slices: &[Arc<EndpointSlice>],
-        services_seen: &Seen,
-        slices_seen: &Seen,
+        services_seen: Seen,
+        slices_seen: Seen,
     ) {
         let epoch = self.epoch;
-        remember(&mut self.known_services, services, services_seen, epoch);
-        remember(&mut self.known_slices, slices, slices_seen, epoch);
+        self.known_services.remember(services, services_seen, epoch);
+        self.known_slices.remember(slices, slices_seen, epoch);
     }
 
     /// Compiles everything and reports every Service that differs.
@@ -390,8 +397,10 @@ impl ServiceTracker {
         let epoch = self.epoch;
         let mut inputs: HashMap<u64, (u64, u64), WordHashes> = HashMap::default();
         let mut key_names: HashMap<u64, String, WordHashes> = HashMap::default();
-        let mut known_services: HashMap<usize, Known<Service>, WordHashes> = HashMap::default();
-        let mut known_slices: HashMap<usize, Known<EndpointSlice>, WordHashes> = HashMap::default();
+        let mut known_services = KnownObjects::default();
+        let mut known_slices = KnownObjects::default();
+        let mut service_ids_all = Vec::with_capacity(services.len());
+        let mut slice_ids_all = Vec::with_capacity(slices.len());
         for svc in services {
             let Some(ids) = service_ids(svc) else { return };
             if !add_inputs(&mut inputs, &mut key_names, ids, || {
@@ -399,7 +408,7 @@ impl ServiceTracker {
             }) {
                 return;
             }
-            known_services.insert(address(svc), Known::new(svc, ids, epoch));
+            service_ids_all.push(ids);
         }
         for slice in slices {
             let Some(ids) = slice_ids(slice) else { return };
@@ -408,8 +417,10 @@ impl ServiceTracker {
             }) {
                 return;
             }
-            known_slices.insert(address(slice), Known::new(slice, ids, epoch));
+            slice_ids_all.push(ids);
         }
+        known_services.remember(services, Seen::all(service_ids_all), epoch);
+        known_slices.remember(slices, Seen::all(slice_ids_all), epoch);
         self.inputs = inputs;
         self.key_names = key_names;
         self.known_services = known_services;
@@ -523,8 +534,168 @@ struct Seen {
     ids: Vec<ObjectIds>,
     /// Objects not seen before (by address), by index.
     fresh: Vec<usize>,
-    /// The keys of remembered objects that are gone.
-    gone: Vec<u64>,
+    /// The remembered objects that are gone: their addresses and keys.
+    gone: Vec<(usize, u64)>,
+    /// Every object was where it was last time: the remembered order stands.
+    same_order: bool,
+}
+
+impl Seen {
+    /// Every object new.
+    fn all(ids: Vec<ObjectIds>) -> Self {
+        Self {
+            fresh: (0..ids.len()).collect(),
+            ids,
+            gone: Vec::new(),
+            same_order: false,
+        }
+    }
+}
+
+/// The objects of one kind the tracker has seen.
+struct KnownObjects<T> {
+    by_address: HashMap<usize, Known<T>, WordHashes>,
+    /// The last update's objects' addresses and hashes, in its order (empty when it held one
+    /// object twice). A watch cache keeps its order, so most objects come at the same
+    /// position, and comparing addresses in order costs no lookup at all.
+    order: Vec<usize>,
+    order_ids: Vec<ObjectIds>,
+}
+
+impl<T> Default for KnownObjects<T> {
+    fn default() -> Self {
+        Self {
+            by_address: HashMap::default(),
+            order: Vec::new(),
+            order_ids: Vec::new(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for KnownObjects<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownObjects")
+            .field("objects", &self.by_address.len())
+            .field("in_order", &self.order.len())
+            .finish()
+    }
+}
+
+impl<T> KnownObjects<T> {
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Looks every object up by address: known ones are not read; the others are read with
+    /// `read`. `None` when one has no resourceVersion.
+    fn see(
+        &mut self,
+        objects: &[Arc<T>],
+        epoch: u64,
+        read: impl Fn(&T) -> Option<ObjectIds>,
+    ) -> Option<Seen> {
+        if !self.order.is_empty() && self.order.len() == objects.len() {
+            return self.see_in_order(objects, read);
+        }
+        let mut seen = Seen {
+            ids: Vec::with_capacity(objects.len()),
+            fresh: Vec::new(),
+            gone: Vec::new(),
+            same_order: false,
+        };
+        // Known ones are marked seen in this `epoch`; those left unmarked are gone.
+        let mut matched = 0;
+        for (i, object) in objects.iter().enumerate() {
+            match self.by_address.get_mut(&address(object)) {
+                Some(k) => {
+                    if k.epoch != epoch {
+                        k.epoch = epoch;
+                        matched += 1;
+                    }
+                    seen.ids.push(k.ids);
+                }
+                None => {
+                    seen.ids.push(read(object)?);
+                    seen.fresh.push(i);
+                }
+            }
+        }
+        if matched < self.by_address.len() {
+            seen.gone = self
+                .by_address
+                .iter()
+                .filter(|(_, k)| k.epoch != epoch)
+                .map(|(&a, k)| (a, k.ids.key))
+                .collect();
+        }
+        Some(seen)
+    }
+
+    /// [`see`](Self::see) when there are as many objects as last time: an object at its old
+    /// position is known without a lookup. The old objects displaced from their positions are
+    /// gone unless they turn up at another.
+    fn see_in_order(
+        &self,
+        objects: &[Arc<T>],
+        read: impl Fn(&T) -> Option<ObjectIds>,
+    ) -> Option<Seen> {
+        let mut seen = Seen {
+            ids: Vec::with_capacity(objects.len()),
+            fresh: Vec::new(),
+            gone: Vec::new(),
+            same_order: true,
+        };
+        let mut displaced = Vec::new();
+        let mut moved: HashSet<usize, WordHashes> = HashSet::default();
+        for (i, object) in objects.iter().enumerate() {
+            let a = address(object);
+            if a == self.order[i] {
+                seen.ids.push(self.order_ids[i]);
+                continue;
+            }
+            seen.same_order = false;
+            displaced.push(self.order[i]);
+            match self.by_address.get(&a) {
+                Some(k) => {
+                    seen.ids.push(k.ids);
+                    moved.insert(a);
+                }
+                None => {
+                    seen.ids.push(read(object)?);
+                    seen.fresh.push(i);
+                }
+            }
+        }
+        seen.gone = displaced
+            .into_iter()
+            .filter(|a| !moved.contains(a))
+            .filter_map(|a| Some((a, self.by_address.get(&a)?.ids.key)))
+            .collect();
+        Some(seen)
+    }
+
+    /// Remembers `seen`'s fresh objects, forgets the gone ones, and keeps this update's order.
+    fn remember(&mut self, objects: &[Arc<T>], seen: Seen, epoch: u64) {
+        for (a, _) in &seen.gone {
+            self.by_address.remove(a);
+        }
+        for &i in &seen.fresh {
+            let object = &objects[i];
+            self.by_address
+                .insert(address(object), Known::new(object, seen.ids[i], epoch));
+        }
+        if seen.same_order {
+            return;
+        }
+        if self.by_address.len() == objects.len() {
+            self.order = objects.iter().map(address).collect();
+            self.order_ids = seen.ids;
+        } else {
+            // One object twice: positions would not tell objects apart.
+            self.order.clear();
+            self.order_ids.clear();
+        }
+    }
 }
 
 /// Where a key's name can be read: one of its objects, by index.
@@ -539,61 +710,6 @@ struct KeyInputs {
     check: u64,
     fingerprint: u64,
     source: Source,
-}
-
-/// Looks every object up by address: known ones are marked seen in this `epoch` and not
-/// read; the others are read. `None` when one has no resourceVersion.
-fn see<T>(
-    known: &mut HashMap<usize, Known<T>, WordHashes>,
-    objects: &[Arc<T>],
-    epoch: u64,
-    read: impl Fn(&T) -> Option<ObjectIds>,
-) -> Option<Seen> {
-    let mut seen = Seen {
-        ids: Vec::with_capacity(objects.len()),
-        fresh: Vec::new(),
-        gone: Vec::new(),
-    };
-    let mut matched = 0;
-    for (i, object) in objects.iter().enumerate() {
-        match known.get_mut(&address(object)) {
-            Some(k) => {
-                if k.epoch != epoch {
-                    k.epoch = epoch;
-                    matched += 1;
-                }
-                seen.ids.push(k.ids);
-            }
-            None => {
-                seen.ids.push(read(object)?);
-                seen.fresh.push(i);
-            }
-        }
-    }
-    if matched < known.len() {
-        seen.gone = known
-            .values()
-            .filter(|k| k.epoch != epoch)
-            .map(|k| k.ids.key)
-            .collect();
-    }
-    Some(seen)
-}
-
-/// Remembers `seen`'s fresh objects and forgets the gone ones.
-fn remember<T>(
-    known: &mut HashMap<usize, Known<T>, WordHashes>,
-    objects: &[Arc<T>],
-    seen: &Seen,
-    epoch: u64,
-) {
-    if !seen.gone.is_empty() {
-        known.retain(|_, k| k.epoch == epoch);
-    }
-    for &i in &seen.fresh {
-        let object = &objects[i];
-        known.insert(address(object), Known::new(object, seen.ids[i], epoch));
-    }
 }
 
 fn address<T>(object: &Arc<T>) -> usize {

@@ -262,3 +262,54 @@ fn warnings_of_unchanged_objects_survive_an_incremental_update() {
         assert_eq!(tracker.state(), &compile(&services, &slices, &node()));
     }
 }
+
+#[test]
+fn reordered_and_repeated_objects_are_told_apart_by_address() {
+    let services = vec![
+        service("ns", "a", "172.30.0.1", vec![port("p", "TCP", 80)]),
+        service("ns", "b", "172.30.0.2", vec![port("p", "TCP", 80)]),
+    ];
+    let slices = vec![
+        slice("ns", "a", "a-1", &[("p", "TCP", 80)], vec![ep("10.0.1.1")]),
+        slice("ns", "b", "b-1", &[("p", "TCP", 80)], vec![ep("10.0.2.1")]),
+    ];
+    let (mut services, mut slices) = (services, slices);
+    for s in &mut services {
+        s.metadata.resource_version = Some("1".into());
+    }
+    for s in &mut slices {
+        s.metadata.resource_version = Some("1".into());
+    }
+    let (services, slices) = (shared(&services), shared(&slices));
+    let plain = |arcs: &[Arc<EndpointSlice>]| -> Vec<EndpointSlice> {
+        arcs.iter().map(|a| EndpointSlice::clone(a)).collect()
+    };
+    let mut tracker = ServiceTracker::new();
+    assert!(tracker.update(&services, &slices, &node()).full);
+
+    // The same objects in another order: nothing changed.
+    let reversed: Vec<_> = slices.iter().rev().cloned().collect();
+    let changes = tracker.update(&services, &reversed, &node());
+    assert!(!changes.full && changes.services.is_empty(), "{changes:?}");
+
+    // b's slice twice, a's gone: as many objects as before, but not the same ones.
+    let repeated = vec![Arc::clone(&slices[1]), Arc::clone(&slices[1])];
+    let changes = tracker.update(&services, &repeated, &node());
+    let names: Vec<String> = changes
+        .services
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert!(names.contains(&"ns/a".to_owned()), "{names:?}");
+    assert_eq!(
+        tracker.state(),
+        &compile(&services, &plain(&repeated), &node())
+    );
+
+    // And back.
+    tracker.update(&services, &slices, &node());
+    assert_eq!(
+        tracker.state(),
+        &compile(&services, &plain(&slices), &node())
+    );
+}
