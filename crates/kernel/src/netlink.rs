@@ -632,19 +632,6 @@ impl Netlink {
         )
     }
 
-    /// Renames a link. The kernel refuses (`EBUSY`) while it is up, and `EEXIST` if the name is
-    /// taken.
-    pub fn rename(&mut self, index: u32, name: &str) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        self.ack(
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-            &format!("renaming link {index} to {name}"),
-        )
-    }
-
     /// Sets a link's MTU.
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
         let mut msg = LinkMessage::default();

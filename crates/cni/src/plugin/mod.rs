@@ -561,8 +561,9 @@ fn load_record(store: &Store, key: &AttachmentKey) -> Result<Option<Record>> {
         .map(|a| Record::from_data(&a.data)))
 }
 
-/// Removes everything an attachment has (veth, rules) and, if `release`, its addresses, in one
-/// locked step. Keeps going past errors and reports the first; then nothing is released.
+/// Removes everything an attachment has (veth, rules) and, if `release`, its addresses: the veth
+/// first, without the store's lock, then the rules and the addresses under it. Keeps going past
+/// errors and reports the first; then nothing is released.
 ///
 /// The retired veth is handed to its reaper only once the store is unlocked: starting a process
 /// costs more than the rest of a DEL, and concurrent ADDs and DELs of the node wait for the lock.

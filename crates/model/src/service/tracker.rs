@@ -101,8 +101,9 @@ impl ServiceTracker {
     ///
     /// Objects are recognised by address first: one this tracker saw before (the same `Arc`,
     /// as a watch cache hands out for an object that did not change) is not read at all, so
-    /// finding one change among 30k Services costs a lookup per object. Any other object is
-    /// compared by its identity and resourceVersion.
+    /// finding one change among 30k Services costs a comparison per object (a lookup where the
+    /// order differs from last time). Any other object is compared by its identity and
+    /// resourceVersion.
     pub fn update(
         &mut self,
         services: &[Arc<Service>],
