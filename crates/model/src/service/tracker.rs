@@ -398,34 +398,33 @@ impl ServiceTracker {
         let epoch = self.epoch;
         let mut inputs: HashMap<u64, (u64, u64), WordHashes> = HashMap::default();
         let mut key_names: HashMap<u64, String, WordHashes> = HashMap::default();
-        let mut known_services = KnownObjects::default();
-        let mut known_slices = KnownObjects::default();
-        let mut service_ids_all = Vec::with_capacity(services.len());
-        let mut slice_ids_all = Vec::with_capacity(slices.len());
-        for svc in services {
-            let Some(ids) = service_ids(svc) else { return };
-            if !add_inputs(&mut inputs, &mut key_names, ids, || {
-                service_key(&svc.metadata)
-            }) {
-                return;
+        let mut add_all = |ids: Vec<Option<ObjectIds>>, name: &dyn Fn(usize) -> String| {
+            let ids: Vec<ObjectIds> = ids.into_iter().collect::<Option<_>>()?;
+            for (i, &one) in ids.iter().enumerate() {
+                if !add_inputs(&mut inputs, &mut key_names, one, || name(i)) {
+                    return None;
+                }
             }
-            service_ids_all.push(ids);
-        }
-        for slice in slices {
-            let Some(ids) = slice_ids(slice) else { return };
-            if !add_inputs(&mut inputs, &mut key_names, ids, || {
-                slice_key(&slice.metadata)
-            }) {
-                return;
-            }
-            slice_ids_all.push(ids);
-        }
-        known_services.remember(services, Seen::all(service_ids_all), epoch);
-        known_slices.remember(slices, Seen::all(slice_ids_all), epoch);
+            Some(ids)
+        };
+        let Some(service_ids_all) =
+            add_all(services.iter().map(|s| service_ids(s)).collect(), &|i| {
+                service_key(&services[i].metadata)
+            })
+        else {
+            return;
+        };
+        let Some(slice_ids_all) = add_all(slices.iter().map(|s| slice_ids(s)).collect(), &|i| {
+            slice_key(&slices[i].metadata)
+        }) else {
+            return;
+        };
+        self.known_services
+            .remember(services, Seen::all(service_ids_all), epoch);
+        self.known_slices
+            .remember(slices, Seen::all(slice_ids_all), epoch);
         self.inputs = inputs;
         self.key_names = key_names;
-        self.known_services = known_services;
-        self.known_slices = known_slices;
     }
 
     fn position(&self, key: &str) -> Option<usize> {
