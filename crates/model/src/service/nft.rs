@@ -9,14 +9,17 @@
 //!
 //! Per table:
 //! - base chains at kube-proxy's priorities (see `layout::BASE_CHAINS`);
-//! - verdict maps for O(1) dispatch whatever the Service count: `service-ips`
-//!   (`addr . proto . port`: ClusterIPs, externalIPs, load-balancer IPs) and
-//!   `service-nodeports` (`proto . port`, on addresses in `nodeport-ips`), each element a
-//!   `goto` to the chain that picks the endpoint;
+//! - hash lookups whatever the Service count, keyed by `addr . proto . port` (ClusterIPs,
+//!   externalIPs, load-balancer IPs) or `proto . port` (NodePorts, on addresses in
+//!   `nodeport-ips`), leading to the chain that picks the endpoint;
 //! - for most ports that chain is a shared group chain (`lb-<kind>-<proto>-<endpoints>`,
 //!   see `groups`) DNATing through the `backends-<proto>` / `nodeport-backends-<proto>`
 //!   maps (`frontend . port . numgen random mod n : endpoint . port`), with the `hairpin`
-//!   set for pods reaching themselves: a Service is then only elements;
+//!   set for pods reaching themselves: a Service is then only elements, its frontends
+//!   members of the group's set, which a `service-groups` rule sends to the group chain
+//!   (no `goto` element, which would make the kernel validate the whole table);
+//! - the verdict maps `service-ips` and `service-nodeports` for the other ports, each
+//!   element a `goto` to the port's chain (kube-proxy's dispatch);
 //! - ports with ClientIP affinity, `loadBalancerSourceRanges` or `externalTrafficPolicy:
 //!   Local` keep kube-proxy's chains of their own: `service-…` (Cluster policy) and
 //!   `local-…` (Local policy) choosing an endpoint after the affinity checks, with a
@@ -60,7 +63,7 @@ pub use elements::{Element, ElementChange, Field, MapVerdict, Value, encode_fiel
 use groups::{Group, backends_map, nodeport_backends_map, port_groups};
 use layout::{
     BASE_CHAINS, CLUSTER_IPS, FIREWALL_IPS, HAIRPIN, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
-    NODEPORT_IPS, SERVICE_IPS, SERVICE_NODEPORTS, fixed_objects,
+    NODEPORT_IPS, SERVICE_GROUPS, SERVICE_IPS, SERVICE_NODEPORTS, fixed_objects,
 };
 use objects::Phases;
 use script::{addr_type, family};
@@ -127,24 +130,34 @@ pub fn render_full(state: &ServiceState) -> Transaction {
         chain.write_rules(&mut script);
     }
     let ports = state.ports().count();
+    let groups = all_groups(state);
     let mut elements = Vec::with_capacity(ports * 16);
     for f in IpFamily::ALL {
         for set in managed_sets() {
             elements.push(ElementChange::Flush { family: f, set });
         }
     }
-    elements.extend(fixed.elements.into_iter().map(ElementChange::Add));
-    let mut groups = BTreeSet::new();
-    for entry in &state.services {
-        let objects = service_objects(entry, &state.node);
-        groups.extend(objects.groups.iter().copied());
-        objects.write_add(&mut script, &mut elements);
+    for group in &groups {
+        if let Some(set) = group.member_set() {
+            elements.push(ElementChange::Flush {
+                family: group.family,
+                set,
+            });
+        }
     }
-    for group in groups {
+    elements.extend(fixed.elements.into_iter().map(ElementChange::Add));
+    for entry in &state.services {
+        service_objects(entry, &state.node).write_add(&mut script, &mut elements);
+    }
+    for group in &groups {
+        if let Some(set) = group.member_set_declaration() {
+            script::command(&mut script, "add", "set", group.family, &set);
+        }
         let chain = group.chain(&state.node);
         chain.write_declare(&mut script);
         chain.write_rules(&mut script);
     }
+    write_service_groups(&mut script, &groups);
     Transaction {
         script,
         elements,
@@ -279,13 +292,20 @@ fn render_entry_changes(
         joined.extend(all_groups(new));
         left.extend((before.all_groups)());
     }
+    // `service-groups` changes when a group with a member set comes or goes.
+    let mut dispatch_changed = node_changed;
     for group in &joined {
         if node_changed || !(before.groups_used)(group) {
+            if let Some(set) = group.member_set_declaration() {
+                script::command(&mut phases.add_sets, "add", "set", group.family, &set);
+                dispatch_changed = true;
+            }
             let chain = group.chain(&new.node);
             chain.write_declare(&mut phases.add_chains);
             chain.write_rules(&mut phases.write_rules);
         }
     }
+    let mut gone = Vec::new();
     for group in &left {
         if !groups::used(new.ports(), group) {
             script::command(
@@ -295,9 +315,36 @@ fn render_entry_changes(
                 group.family,
                 &group.chain_name(),
             );
+            if let Some(set) = group.member_set() {
+                script::command(&mut phases.delete_sets, "delete", "set", group.family, set);
+                gone.push(*group);
+            }
+        }
+    }
+    if dispatch_changed || !gone.is_empty() {
+        let groups = all_groups(new);
+        // Until the element changes have run, the groups that go still have members:
+        // their rules go in the cleanup, before their chains and sets.
+        if dispatch_changed {
+            write_service_groups(&mut phases.write_rules, groups.iter().chain(&gone));
+        }
+        if !gone.is_empty() {
+            write_service_groups(&mut phases.flush_removed, &groups);
         }
     }
     phases.finish()
+}
+
+/// Empties `service-groups` in both tables and writes one rule per group with a member set.
+fn write_service_groups<'a>(out: &mut String, groups: impl IntoIterator<Item = &'a Group>) {
+    for f in IpFamily::ALL {
+        script::command(out, "flush", "chain", f, SERVICE_GROUPS);
+    }
+    for group in groups {
+        if let Some(rule) = group.dispatch_rule() {
+            script::add_rule(out, group.family, SERVICE_GROUPS, &rule);
+        }
+    }
 }
 
 /// Every group the state's ports use.
@@ -375,7 +422,8 @@ pub fn render_prune(
         script::command(&mut out, "delete", "chain", family, chain);
     }
     for set in sets {
-        if names::is_affinity_set(set) && !wanted_sets.contains(set) {
+        let stale_group = set.starts_with(groups::GROUP_PREFIX) && !wanted_chains.contains(set);
+        if stale_group || (names::is_affinity_set(set) && !wanted_sets.contains(set)) {
             script::command(&mut out, "delete", "set", family, set);
         }
     }

@@ -180,5 +180,5 @@ fn is_map(name: &str) -> bool {
     !matches!(
         name,
         super::layout::CLUSTER_IPS | super::layout::NODEPORT_IPS | super::layout::HAIRPIN
-    )
+    ) && !name.starts_with(super::groups::GROUP_PREFIX)
 }

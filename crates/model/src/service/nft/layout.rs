@@ -10,9 +10,10 @@ use super::script::family;
 pub(super) const CLUSTER_IPS: &str = "cluster-ips";
 /// Addresses that accept NodePort traffic.
 pub(super) const NODEPORT_IPS: &str = "nodeport-ips";
-/// `addr . proto . port : goto <chain>` for ClusterIPs, externalIPs and LB IPs.
+/// `addr . proto . port : goto <chain>` for ClusterIPs, externalIPs and LB IPs with
+/// chains of their own or many endpoints (the others are in group member sets).
 pub(super) const SERVICE_IPS: &str = "service-ips";
-/// `proto . port : goto <chain>` for NodePorts.
+/// `proto . port : goto <chain>` for NodePorts, likewise.
 pub(super) const SERVICE_NODEPORTS: &str = "service-nodeports";
 /// `addr . proto . port : drop | goto reject-chain` for frontends without endpoints.
 pub(super) const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
@@ -25,8 +26,10 @@ pub(super) const FIREWALL_IPS: &str = "firewall-ips";
 pub(super) const HAIRPIN: &str = "hairpin";
 
 // Fixed regular chains.
-/// Dispatch through `service-ips` and `service-nodeports`.
+/// Dispatch through `service-ips`, `service-nodeports` and `service-groups`.
 pub(super) const SERVICES: &str = "services";
+/// One rule per group chain with a member set (see `groups`): written with the groups.
+pub(super) const SERVICE_GROUPS: &str = "service-groups";
 /// `loadBalancerSourceRanges`, before DNAT.
 pub(super) const FIREWALL_CHECK: &str = "firewall-check";
 /// No-endpoint verdicts for service addresses.
@@ -102,8 +105,10 @@ pub(super) fn fixed_objects(node: &NodeView) -> Objects {
                 format!(
                     "{fam} daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"
                 ),
+                format!("jump {SERVICE_GROUPS}"),
             ],
         );
+        chain(SERVICE_GROUPS, Vec::new());
         chain(
             FIREWALL_CHECK,
             vec![format!(

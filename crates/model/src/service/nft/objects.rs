@@ -50,9 +50,9 @@ pub(super) struct Phases {
     pub(super) write_rules: String,
     delete_elements: Vec<ElementChange>,
     add_elements: Vec<ElementChange>,
-    flush_removed: String,
+    pub(super) flush_removed: String,
     pub(super) delete_chains: String,
-    delete_sets: String,
+    pub(super) delete_sets: String,
 }
 
 // === impl Objects ===

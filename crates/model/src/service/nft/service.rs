@@ -58,41 +58,53 @@ fn grouped_port(p: &ServicePortState, out: &mut Objects) {
     out.groups.extend(port_groups(p));
     let f = p.family;
     let proto = p.name.protocol;
-    let mut element = |set: &'static str, key: Vec<Field>, comment: Option<String>, value| {
-        out.elements.push(Element {
-            family: f,
-            set,
-            key,
-            comment,
-            // `hairpin` is a set: its elements have no value.
-            value: (set != HAIRPIN).then_some(value),
-        });
-    };
-    let goto = |kind| {
-        port_groups(p)
-            .find(|g| g.kind == kind)
-            .map(|g| Value::Verdict(MapVerdict::Goto(g.chain_name())))
-    };
-    let backends = |element: &mut dyn FnMut(&'static str, Vec<Field>, Option<String>, Value),
-                    front: &[Field],
-                    set: &'static str,
-                    to: Dispatch| {
-        for (slot, ep) in p.endpoints_for(to).iter().enumerate() {
-            let mut key = front.to_vec();
-            key.push(Field::Slot(u32::try_from(slot).unwrap_or(u32::MAX)));
-            element(
+    let mut element =
+        |set: &'static str, key: Vec<Field>, comment: Option<String>, value: Option<Value>| {
+            out.elements.push(Element {
+                family: f,
                 set,
                 key,
-                None,
-                Value::Fields(vec![Field::Addr(ep.ip), Field::Port(ep.port)]),
-            );
-        }
+                comment,
+                value,
+            });
+        };
+    // Where a frontend leading to the group of `kind` goes: into the group's member set,
+    // or into `verdict_map` as a `goto` to the group chain.
+    let dispatch = |kind, verdict_map: &'static str| {
+        port_groups(p)
+            .find(|g| g.kind == kind)
+            .map(|g| match g.member_set() {
+                Some(set) => (set, None),
+                None => (
+                    verdict_map,
+                    Some(Value::Verdict(MapVerdict::Goto(g.chain_name()))),
+                ),
+            })
     };
+    let backends =
+        |element: &mut dyn FnMut(&'static str, Vec<Field>, Option<String>, Option<Value>),
+         front: &[Field],
+         set: &'static str,
+         to: Dispatch| {
+            for (slot, ep) in p.endpoints_for(to).iter().enumerate() {
+                let mut key = front.to_vec();
+                key.push(Field::Slot(u32::try_from(slot).unwrap_or(u32::MAX)));
+                element(
+                    set,
+                    key,
+                    None,
+                    Some(Value::Fields(vec![
+                        Field::Addr(ep.ip),
+                        Field::Port(ep.port),
+                    ])),
+                );
+            }
+        };
     let address_key = |ip: IpAddr| vec![Field::Addr(ip), Field::Proto(proto), Field::Port(p.port)];
 
-    match goto(GroupKind::Cluster) {
-        Some(value) => {
-            element(SERVICE_IPS, address_key(p.cluster_ip), None, value);
+    match dispatch(GroupKind::Cluster, SERVICE_IPS) {
+        Some((set, value)) => {
+            element(set, address_key(p.cluster_ip), None, value);
             let front = [Field::Addr(p.cluster_ip), Field::Port(p.port)];
             backends(&mut element, &front, backends_map(proto), p.internal.to);
             for ep in p
@@ -108,7 +120,7 @@ fn grouped_port(p: &ServicePortState, out: &mut Objects) {
                         Field::Addr(p.cluster_ip),
                     ],
                     None,
-                    Value::Fields(Vec::new()),
+                    None,
                 );
             }
         }
@@ -116,16 +128,16 @@ fn grouped_port(p: &ServicePortState, out: &mut Objects) {
             NO_ENDPOINT_SERVICES,
             address_key(p.cluster_ip),
             Some(kube_proxy_name(&p.name)),
-            no_endpoint_verdict(p.internal.to),
+            Some(no_endpoint_verdict(p.internal.to)),
         ),
     }
     let Some(e) = p.external else {
         return;
     };
     for ip in p.external_ips.iter().chain(&p.load_balancer_ips) {
-        match goto(GroupKind::External) {
-            Some(value) => {
-                element(SERVICE_IPS, address_key(*ip), None, value);
+        match dispatch(GroupKind::External, SERVICE_IPS) {
+            Some((set, value)) => {
+                element(set, address_key(*ip), None, value);
                 let front = [Field::Addr(*ip), Field::Port(p.port)];
                 backends(&mut element, &front, backends_map(proto), e.to);
             }
@@ -133,15 +145,15 @@ fn grouped_port(p: &ServicePortState, out: &mut Objects) {
                 NO_ENDPOINT_SERVICES,
                 address_key(*ip),
                 Some(kube_proxy_name(&p.name)),
-                no_endpoint_verdict(e.to),
+                Some(no_endpoint_verdict(e.to)),
             ),
         }
     }
     if let Some(node_port) = p.node_port {
         let key = vec![Field::Proto(proto), Field::Port(node_port)];
-        match goto(GroupKind::NodePort) {
-            Some(value) => {
-                element(SERVICE_NODEPORTS, key, None, value);
+        match dispatch(GroupKind::NodePort, SERVICE_NODEPORTS) {
+            Some((set, value)) => {
+                element(set, key, None, value);
                 let front = [Field::Port(node_port)];
                 backends(&mut element, &front, nodeport_backends_map(proto), e.to);
             }
@@ -149,7 +161,7 @@ fn grouped_port(p: &ServicePortState, out: &mut Objects) {
                 NO_ENDPOINT_NODEPORTS,
                 key,
                 Some(kube_proxy_name(&p.name)),
-                no_endpoint_verdict(e.to),
+                Some(no_endpoint_verdict(e.to)),
             ),
         }
     }

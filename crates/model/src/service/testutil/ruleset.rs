@@ -403,9 +403,16 @@ impl Tracer<'_> {
                                 [".", "meta", "l4proto", ".", "th", "dport"],
                                 "{rule}"
                             );
-                            assert_eq!(w[i + 6], "vmap", "{rule}");
                             let key =
                                 format!("{} . {} . {}", p.dst, p.protocol.nft_name(), p.dst_port);
+                            if let Some(set) = w[i + 6].strip_prefix('@') {
+                                if !self.is_member(set, &key) {
+                                    return Step::Next;
+                                }
+                                i += 7;
+                                continue;
+                            }
+                            assert_eq!(w[i + 6], "vmap", "{rule}");
                             return self.vmap(&w[i + 7][1..], &key, path);
                         }
                         "!=" => {
@@ -427,8 +434,16 @@ impl Tracer<'_> {
                 "meta" => {
                     assert_eq!(w[i + 1], "l4proto", "{rule}");
                     if w[i + 2] == "." {
-                        assert_eq!(&w[i + 2..i + 6], [".", "th", "dport", "vmap"], "{rule}");
+                        assert_eq!(&w[i + 2..i + 5], [".", "th", "dport"], "{rule}");
                         let key = format!("{} . {}", p.protocol.nft_name(), p.dst_port);
+                        if let Some(set) = w[i + 5].strip_prefix('@') {
+                            if !self.is_member(set, &key) {
+                                return Step::Next;
+                            }
+                            i += 6;
+                            continue;
+                        }
+                        assert_eq!(w[i + 5], "vmap", "{rule}");
                         return self.vmap(&w[i + 6][1..], &key, path);
                     }
                     if w[i + 2] != p.protocol.nft_name() {
@@ -533,6 +548,16 @@ impl Tracer<'_> {
             path.dnat.push((to, path.masquerade || hairpinned));
         }
         Step::Terminal(Terminal::Dnat)
+    }
+
+    /// A set lookup.
+    fn is_member(&self, set: &str, key: &str) -> bool {
+        self.table
+            .sets
+            .get(set)
+            .unwrap_or_else(|| panic!("no set {set}"))
+            .elements
+            .contains_key(key)
     }
 
     /// A verdict-map lookup: no element, no match.

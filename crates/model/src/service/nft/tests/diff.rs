@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 
+use super::super::groups::MAX_SET_ENDPOINTS;
 use crate::service::testutil::generate::{ServiceSpec, cluster, objects, packet};
 use crate::service::testutil::ruleset::Ruleset;
 use crate::service::testutil::*;
@@ -103,34 +104,80 @@ fn a_changed_endpoint_touches_only_its_service() {
     );
 
     // One endpoint fewer: b joins a's group (whose chain exists) and the last user of the
-    // two-endpoint group is gone, so its chain goes, after the elements.
+    // two-endpoint group is gone: its dispatch rule, chain and member set go, after the
+    // elements.
     let shrunk = compile_clean(&services, &slices(vec![ep("10.0.2.1")]));
     let diff = render_diff(&old, &shrunk);
     assert_eq!(diff.script, "");
     assert_eq!(
-        diff.cleanup,
-        "delete chain ip podnet_services lb-cluster-tcp-2\n"
-    );
-    assert_eq!(
         diff.to_script(),
         "delete element ip podnet_services backends-tcp { 172.30.0.2 . 80 . 1 }\n\
          delete element ip podnet_services hairpin { 10.0.2.2 . 10.0.2.2 . 172.30.0.2 }\n\
-         delete element ip podnet_services service-ips { 172.30.0.2 . tcp . 80 }\n\
-         add element ip podnet_services service-ips { 172.30.0.2 . tcp . 80 : goto lb-cluster-tcp-1 }\n\
-         delete chain ip podnet_services lb-cluster-tcp-2\n"
+         delete element ip podnet_services lb-cluster-tcp-2 { 172.30.0.2 . tcp . 80 }\n\
+         add element ip podnet_services lb-cluster-tcp-1 { 172.30.0.2 . tcp . 80 }\n\
+         flush chain ip podnet_services service-groups\n\
+         flush chain ip6 podnet_services service-groups\n\
+         add rule ip podnet_services service-groups ip daddr . meta l4proto . th dport @lb-cluster-tcp-1 goto lb-cluster-tcp-1\n\
+         delete chain ip podnet_services lb-cluster-tcp-2\n\
+         delete set ip podnet_services lb-cluster-tcp-2\n"
     );
 
-    // One endpoint more: a group nobody used yet, declared before the element leads to it.
+    // One endpoint more: a group nobody used yet, declared (member set, chain and dispatch
+    // rule) before the element leads to it; the old group's rule stays until the cleanup.
     let grown = compile_clean(
         &services,
         &slices(vec![ep("10.0.2.1"), ep("10.0.2.2"), ep("10.0.2.3")]),
     );
     let diff = render_diff(&old, &grown);
     assert!(
-        diff.script
-            .starts_with("add chain ip podnet_services lb-cluster-tcp-3\n"),
+        diff.script.starts_with(
+            "add set ip podnet_services lb-cluster-tcp-3 { type ipv4_addr . inet_proto . inet_service ; }\n\
+             add chain ip podnet_services lb-cluster-tcp-3\n"
+        ),
         "{}",
         diff.script
+    );
+    let rule = |n| {
+        format!(
+            "add rule ip podnet_services service-groups ip daddr . meta l4proto . th dport @lb-cluster-tcp-{n} goto lb-cluster-tcp-{n}\n"
+        )
+    };
+    for n in 1..=3 {
+        assert!(diff.script.contains(&rule(n)), "{}", diff.script);
+    }
+    assert!(!diff.cleanup.contains(&rule(2)), "{}", diff.cleanup);
+    assert!(diff.cleanup.contains(&rule(3)), "{}", diff.cleanup);
+}
+
+#[test]
+fn ports_with_many_endpoints_are_found_through_service_ips() {
+    let many = |n: usize| {
+        compile_clean(
+            &[service("ns", "a", "172.30.0.1", vec![port("p", "TCP", 80)])],
+            &[slice(
+                "ns",
+                "a",
+                "a-1",
+                &[("p", "TCP", 80)],
+                (0..n).map(|i| ep(&format!("10.0.1.{}", i + 1))).collect(),
+            )],
+        )
+    };
+    let script = render_full(&many(MAX_SET_ENDPOINTS + 1)).to_script();
+    let chain = format!("lb-cluster-tcp-{}", MAX_SET_ENDPOINTS + 1);
+    assert!(
+        script.contains(&format!(
+            "add element ip podnet_services service-ips {{ 172.30.0.1 . tcp . 80 : goto {chain} }}\n"
+        )),
+        "{script}"
+    );
+    assert!(!script.contains(&format!("add set ip podnet_services {chain}")));
+    let script = render_full(&many(MAX_SET_ENDPOINTS)).to_script();
+    assert!(
+        script.contains(&format!(
+            "add element ip podnet_services lb-cluster-tcp-{MAX_SET_ENDPOINTS} {{ 172.30.0.1 . tcp . 80 }}\n"
+        )),
+        "{script}"
     );
 }
 
