@@ -594,7 +594,7 @@ impl<T> KnownObjects<T> {
         epoch: u64,
         read: impl Fn(&T) -> Option<ObjectIds>,
     ) -> Option<Seen> {
-        if !self.order.is_empty() && self.order.len() == objects.len() {
+        if !self.order.is_empty() {
             return self.see_in_order(objects, read);
         }
         let mut seen = Seen {
@@ -631,9 +631,12 @@ impl<T> KnownObjects<T> {
         Some(seen)
     }
 
-    /// [`see`](Self::see) when there are as many objects as last time: an object at its old
-    /// position is known without a lookup. The old objects displaced from their positions are
-    /// gone unless they turn up at another.
+    /// [`see`](Self::see) against the last update's order: the two lists are walked side by
+    /// side, and an object at the position of its old self is known without a lookup. An
+    /// object inserted or removed shifts the rest by one: looking one step ahead on either
+    /// side finds the walk's footing again, so one Service added among 30k costs one lookup,
+    /// not 30k. Other objects are looked up; the old objects passed over are gone unless
+    /// they turn up elsewhere.
     fn see_in_order(
         &self,
         objects: &[Arc<T>],
@@ -643,18 +646,38 @@ impl<T> KnownObjects<T> {
             ids: Vec::with_capacity(objects.len()),
             fresh: Vec::new(),
             gone: Vec::new(),
-            same_order: true,
+            same_order: objects.len() == self.order.len(),
         };
-        let mut displaced = Vec::new();
+        let mut passed_over = Vec::new();
         let mut moved: HashSet<usize, WordHashes> = HashSet::default();
-        for (i, object) in objects.iter().enumerate() {
+        let (mut i, mut j) = (0, 0);
+        while let Some(object) = objects.get(i) {
             let a = address(object);
-            if a == self.order[i] {
-                seen.ids.push(self.order_ids[i]);
+            let old = self.order.get(j).copied();
+            if old == Some(a) {
+                seen.ids.push(self.order_ids[j]);
+                i += 1;
+                j += 1;
                 continue;
             }
             seen.same_order = false;
-            displaced.push(self.order[i]);
+            let next_new = objects.get(i + 1).map(address);
+            match old {
+                // The old object here was removed (or moved): step over it.
+                Some(old) if self.order.get(j + 1) == Some(&a) && next_new != Some(old) => {
+                    passed_over.push(old);
+                    j += 1;
+                    continue;
+                }
+                // This object was inserted (or moved here): the old one is next.
+                Some(old) if next_new == Some(old) => {}
+                // Replaced: the old one is passed over.
+                Some(old) => {
+                    passed_over.push(old);
+                    j += 1;
+                }
+                None => {}
+            }
             match self.by_address.get(&a) {
                 Some(k) => {
                     seen.ids.push(k.ids);
@@ -665,8 +688,10 @@ impl<T> KnownObjects<T> {
                     seen.fresh.push(i);
                 }
             }
+            i += 1;
         }
-        seen.gone = displaced
+        passed_over.extend_from_slice(self.order.get(j..).unwrap_or_default());
+        seen.gone = passed_over
             .into_iter()
             .filter(|a| !moved.contains(a))
             .filter_map(|a| Some((a, self.by_address.get(&a)?.ids.key)))

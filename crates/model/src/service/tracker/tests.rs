@@ -313,3 +313,73 @@ fn reordered_and_repeated_objects_are_told_apart_by_address() {
         &compile(&services, &plain(&slices), &node())
     );
 }
+
+#[test]
+fn objects_inserted_removed_or_swapped_anywhere_are_found_by_the_ordered_walk() {
+    let one = |i: u8| {
+        let mut svc = service(
+            "ns",
+            &format!("s{i}"),
+            &format!("172.30.0.{i}"),
+            vec![port("p", "TCP", 80)],
+        );
+        let mut sl = slice(
+            "ns",
+            &format!("s{i}"),
+            &format!("s{i}-1"),
+            &[("p", "TCP", 80)],
+            vec![ep(&format!("10.0.{i}.1"))],
+        );
+        svc.metadata.resource_version = Some("1".into());
+        sl.metadata.resource_version = Some("1".into());
+        (Arc::new(svc), Arc::new(sl))
+    };
+    let all: Vec<_> = (1..=9).map(one).collect();
+    let pick = |indexes: &[usize]| -> (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>) {
+        indexes.iter().map(|&i| all[i].clone()).unzip()
+    };
+    let mut tracker = ServiceTracker::new();
+    let (services, slices) = pick(&[0, 1, 2, 3, 4, 5]);
+    assert!(tracker.update(&services, &slices, &node()).full);
+    let mut before: Vec<usize> = vec![0, 1, 2, 3, 4, 5];
+    // Each step: the objects in order, and so the Services that changed.
+    let steps: [&[usize]; 9] = [
+        &[0, 1, 2, 6, 3, 4, 5],    // one inserted in the middle
+        &[0, 1, 2, 3, 4, 5],       // and removed
+        &[7, 0, 1, 2, 3, 4, 5, 8], // at both ends
+        &[0, 1, 2, 3, 4, 5],       // removed at both ends
+        &[0, 2, 1, 3, 4, 5],       // two swapped: nothing changed
+        &[0, 2, 3, 4, 5],          // one removed next to the swap
+        &[5, 4, 3, 2, 0],          // reversed
+        &[5, 6, 7, 8, 0],          // most replaced
+        &[0, 1, 2, 3, 4, 5],       // and back
+    ];
+    for step in steps {
+        let (services, slices) = pick(step);
+        let changes = tracker.update(&services, &slices, &node());
+        let mut changed: Vec<String> = changes
+            .services
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        changed.sort();
+        let mut expected: Vec<String> = before
+            .iter()
+            .filter(|i| !step.contains(i))
+            .chain(step.iter().filter(|i| !before.contains(i)))
+            .map(|i| format!("ns/s{}", i + 1))
+            .collect();
+        expected.sort();
+        assert!(!changes.full, "step {step:?}");
+        assert_eq!(changed, expected, "step {step:?}");
+        let plain_services: Vec<Service> = services.iter().map(|s| Service::clone(s)).collect();
+        let plain_slices: Vec<EndpointSlice> =
+            slices.iter().map(|s| EndpointSlice::clone(s)).collect();
+        assert_eq!(
+            tracker.state(),
+            &compile(&plain_services, &plain_slices, &node()),
+            "step {step:?}"
+        );
+        before = step.to_vec();
+    }
+}
