@@ -10,7 +10,7 @@
 //! After a sync that touched a UDP Service, conntrack entries that still lead to endpoints
 //! that no longer serve are deleted, so a DNS-like client does not keep sending into the void.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -105,13 +105,18 @@ impl ServiceProxy {
         let udp_changed = if first_sync || changes.full {
             has_udp(state.services.iter())
         } else {
-            let names: HashSet<&ServiceName> = changes.services.iter().map(|(n, _)| n).collect();
+            // The changed Services' entries before and now (found by name: the state is
+            // sorted by it, and a scan of 30k names would cost milliseconds).
+            let now = changes.services.iter().filter_map(|(name, _)| {
+                let i = state.services.binary_search_by(|e| e.name.cmp(name)).ok()?;
+                state.services.get(i)
+            });
             has_udp(
                 changes
                     .services
                     .iter()
                     .filter_map(|(_, old)| old.as_ref())
-                    .chain(state.services.iter().filter(|e| names.contains(&e.name))),
+                    .chain(now),
             )
         };
         if udp_changed {
