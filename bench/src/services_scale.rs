@@ -189,7 +189,7 @@ fn main() -> Result<()> {
 
     let largest = o.sizes.iter().copied().max().unwrap_or(0);
     if largest > 100 {
-        alternating_latency(&facts, largest, o.connects, &vip, &stop)?;
+        alternating_rounds(&facts, largest, o.connects, &vip, &direct, &stop)?;
     }
 
     let client = next_client()?;
@@ -216,17 +216,24 @@ fn main() -> Result<()> {
 
 /// Connect latency with 100 and with `largest` Services installed, side by side: two node
 /// namespaces loaded once, measured in 20 alternating rounds, so that drift on a shared
-/// machine hits both alike (the per-size figures above are measured minutes apart).
-fn alternating_latency(
+/// machine hits both alike (the per-size figures above are measured minutes apart). Then,
+/// with `largest` loaded, requests per second through the ClusterIP and straight to the
+/// pods in alternating rounds, each from a fresh client pod (one pod's connections would
+/// reuse address and port pairs, and their conntrack and TIME_WAIT entries, from round to
+/// round: ten times as often through the one ClusterIP as to the ten pods).
+const RPS_ROUNDS: usize = 10;
+
+fn alternating_rounds(
     facts: &NodeFacts,
     largest: u32,
     connects: usize,
     vip: &[SocketAddr],
+    direct: &[SocketAddr],
     stop: &Arc<AtomicBool>,
 ) -> Result<()> {
     let mut sides = Vec::new();
     for n in [100, largest] {
-        let lab = Topology::new(1)?;
+        let lab = Topology::new(1 + 2 * RPS_ROUNDS)?;
         lab.start_server(Arc::clone(stop))?;
         let (services, slices) = generate(n);
         lab.node
@@ -261,6 +268,22 @@ fn alternating_latency(
             b99 / s99
         );
     }
+
+    let (n, lab, _) = &sides[1];
+    let (mut through_vip, mut straight) = (0.0, 0.0);
+    for round in 0..RPS_ROUNDS {
+        let (a, b) = (&lab.clients[1 + 2 * round], &lab.clients[2 + 2 * round]);
+        wait_reachable(a, vip[0])?;
+        wait_reachable(b, direct[0])?;
+        through_vip += requests_per_second(a, vip, 1)?;
+        straight += requests_per_second(b, direct, 1)?;
+    }
+    println!(
+        "alternating rounds ({RPS_ROUNDS} × 1 s each) at N={n}: ClusterIP {:.0} rps, direct {:.0} rps: ratio {:.3}",
+        through_vip / RPS_ROUNDS as f64,
+        straight / RPS_ROUNDS as f64,
+        through_vip / straight
+    );
     Ok(())
 }
 
