@@ -1,7 +1,9 @@
 //! Lab benchmark: iperf3 TCP throughput between pods (same node, and across nodes with the
 //! host-gw and vxlan backends) beside the raw underlay between the same two nodes, in the same
-//! lab run, interleaved so drift hits every path alike; then the time from `apply` of a
-//! 100-replica Deployment until every pod is Running, and each agent's resident memory.
+//! lab run, interleaved so drift hits every path alike; beside them, the same two paths built
+//! from the kernel alone (`kernel_path`: same shape, no podnet, no nftables), which tells what
+//! the shape costs from what podnet adds; then the time from `apply` of a 100-replica
+//! Deployment until every pod is Running, and each agent's resident memory.
 //!
 //! Usage: `lab-throughput [--seconds N] [--repeats N] [--pods N] [--podnet PATH]` (defaults: 2 s
 //! per iperf3 run, 5 repeats, 100 pods, target/release/podnet with podnet-cni beside it), or
@@ -15,6 +17,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use podnet_bench::kernel_path::{self, Encap, KernelPath};
 use podnet_lab::paths::LabPaths;
 use serde_json::Value;
 
@@ -25,9 +28,11 @@ const STARTUP_LAB: &str = "bench-up";
 const LABS: [&str; 3] = [HOST_GW_LAB, VXLAN_LAB, STARTUP_LAB];
 
 /// The backends measured, each with the share of the raw underlay its cross-node path should
-/// reach.
-const BACKENDS: [(&str, &str, f64); 2] =
-    [(HOST_GW_LAB, "host-gw", 0.95), (VXLAN_LAB, "vxlan", 0.85)];
+/// reach, and the kernel-only path of the same shape.
+const BACKENDS: [(&str, &str, f64, Encap); 2] = [
+    (HOST_GW_LAB, "host-gw", 0.95, Encap::None),
+    (VXLAN_LAB, "vxlan", 0.85, Encap::Vxlan),
+];
 
 /// iperf3's parallel-stream counts measured.
 const STREAMS: [u32; 2] = [1, 4];
@@ -36,6 +41,8 @@ const STREAMS: [u32; 2] = [1, 4];
 const RAW: &str = "raw underlay";
 const SAME_NODE: &str = "same node";
 const CROSS_NODE: &str = "cross node";
+const KERNEL_RAW: &str = "kernel raw";
+const KERNEL_CROSS: &str = "kernel cross";
 
 const IPERF_PORT: &str = "5201";
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
@@ -171,8 +178,8 @@ fn main() -> Result<()> {
     let iperf_version = iperf3_version()?;
 
     let mut runs = Vec::new();
-    for (lab, backend, goal) in BACKENDS {
-        runs.push(throughput(&opts, lab, backend, goal)?);
+    for (lab, backend, goal, encap) in BACKENDS {
+        runs.push(throughput(&opts, lab, backend, goal, encap)?);
     }
     let startup = startup(&opts)?;
 
@@ -277,8 +284,10 @@ fn throughput(
     lab_name: &str,
     backend: &'static str,
     goal: f64,
+    encap: Encap,
 ) -> Result<BackendRun> {
     let lab = Lab::up(&opts.podnet, lab_name, 2, backend)?;
+    let kernel = KernelPath::build(encap).context("building the kernel-only path")?;
     lab.apply(&format!(
         "{}---\n{}---\n{}",
         pause_pod("p1", "node-1"),
@@ -311,8 +320,20 @@ fn throughput(
             server_netns: lab.paths.pod_netns("default", "p3"),
             target: ip_of("p3")?,
         },
+        Route {
+            label: KERNEL_RAW,
+            client_netns: kernel.netns("n1"),
+            server_netns: kernel.netns("n2"),
+            target: kernel_path::NODE_2_IP.to_owned(),
+        },
+        Route {
+            label: KERNEL_CROSS,
+            client_netns: kernel.netns("p1"),
+            server_netns: kernel.netns("p3"),
+            target: kernel_path::POD_3_IP.to_owned(),
+        },
     ];
-    // Declared after `lab`, so dropped (killed) before the lab goes down.
+    // Declared after `lab` and `kernel`, so dropped (killed) before those go down.
     let _servers = routes
         .iter()
         .map(|r| IperfServer::start(&r.server_netns))
@@ -881,8 +902,14 @@ fn print_throughput(runs: &[BackendRun]) {
     for run in runs {
         for cell in &run.cells {
             let gbps = cell.median(|s| s.gbps);
+            // Kernel-only paths against their own raw underlay.
+            let raw_path = if cell.path.starts_with("kernel") {
+                KERNEL_RAW
+            } else {
+                RAW
+            };
             let raw = run
-                .cell(RAW, cell.streams)
+                .cell(raw_path, cell.streams)
                 .map_or(f64::NAN, |c| c.median(|s| s.gbps));
             let min = cell
                 .samples
@@ -914,7 +941,9 @@ fn print_throughput(runs: &[BackendRun]) {
         "\nretrans: the sender's TCP retransmits (median of the runs).\n\
          other: the most CPUs' worth of user time spent outside iperf3 in one of the cell's runs \
          (the paths are\nkernel work; the lab's daemons take ~0.05). `!`: past {OTHER_WARN}, \
-         other programs competed for the CPUs,\nin that run and in its retry."
+         other programs competed for the CPUs,\nin that run and in its retry.\n\
+         kernel raw / kernel cross: the same shape built with `ip` alone (no podnet, no \
+         nftables); their ratio is to kernel raw."
     );
     if contended > 0 {
         println!(
@@ -933,11 +962,14 @@ fn print_throughput(runs: &[BackendRun]) {
             };
             let ratio = of(CROSS_NODE) / of(RAW);
             println!(
-                "  {:<8} cross node, {streams} stream{}: {ratio:.3} (goal >= {:.2}): {}",
+                "  {:<8} cross node, {streams} stream{}: {ratio:.3} (goal >= {:.2}): {}; \
+                 the kernel alone, same shape: {:.3}; podnet / kernel alone: {:.3}",
                 run.backend,
                 if streams == 1 { " " } else { "s" },
                 run.goal,
-                if ratio >= run.goal { "met" } else { "NOT met" }
+                if ratio >= run.goal { "met" } else { "NOT met" },
+                of(KERNEL_CROSS) / of(KERNEL_RAW),
+                of(CROSS_NODE) / of(KERNEL_CROSS)
             );
         }
     }

@@ -1,6 +1,8 @@
 //! What the benchmark drivers share: this process's memory, percentiles, and waiting until a
 //! freshly programmed path answers.
 
+pub mod kernel_path;
+
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
