@@ -232,7 +232,8 @@ fn sync(
     )?;
     policy.sync(&snapshot, metrics)?;
 
-    let script = masq::render(&me.pod_cidrs, &config.cluster_cidrs);
+    let tunnel_port = desired.vxlan.as_ref().map(|v| v.port);
+    let script = masq::render(&me.pod_cidrs, &config.cluster_cidrs, tunnel_port);
     if *last_masq != script {
         podnet_kernel::nft::apply(&script)?;
         *last_masq = script;

@@ -249,3 +249,53 @@ fn switching_backends_deletes_or_creates_the_device_and_rewrites_the_routes() {
     c.apply(1, &c.desired(Backend::Vxlan, 1));
     c.assert_full_mesh();
 }
+
+#[test]
+fn the_tunnels_own_packets_skip_conntrack_and_the_pods_inside_do_not() {
+    use podnet_agent::masq;
+    use podnet_agent::routing::VXLAN_PORT;
+    use podnet_kernel::conntrack::{UdpFlow, list_udp};
+
+    let c = Cluster::new(&[0, 0], false);
+    c.apply_all(Backend::Vxlan);
+    let cluster = [net("10.244.0.0/16")];
+    let load = |tunnel_port| {
+        for node in &c.nodes {
+            let script = masq::render(&node.pod_cidrs, &cluster, tunnel_port);
+            node.ns
+                .run(|| podnet_kernel::nft::apply(&script))
+                .unwrap_or_else(|e| panic!("{e}\n{script}"));
+        }
+    };
+    let to = std::net::SocketAddr::new(c.nodes[1].pod_ips[0], 9999);
+    let send = |port: u16| {
+        c.nodes[0].pod.run(|| {
+            let socket = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+            for _ in 0..3 {
+                socket.send_to(b"x", to).unwrap();
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let flows = |i: usize| -> Vec<UdpFlow> { c.nodes[i].ns.run(list_udp).unwrap() };
+    let tunnel = |f: &UdpFlow| f.orig_dst_port == VXLAN_PORT;
+    let pods = |f: &UdpFlow| f.orig_dst == to.ip() && f.orig_dst_port == 9999;
+
+    // Conntrack is on (the masquerade chain needs it): the pods' flow is tracked on both
+    // nodes, the vxlan packets carrying it on neither.
+    load(Some(VXLAN_PORT));
+    send(40001);
+    for i in 0..2 {
+        let flows = flows(i);
+        assert!(flows.iter().any(pods), "node {i}: {flows:?}");
+        assert!(!flows.iter().any(tunnel), "node {i}: {flows:?}");
+    }
+
+    // Without the rules, the same packets are tracked: the check above can tell.
+    load(None);
+    send(40002);
+    for i in 0..2 {
+        let flows = flows(i);
+        assert!(flows.iter().any(tunnel), "node {i}: {flows:?}");
+    }
+}
