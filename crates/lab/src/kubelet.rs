@@ -42,6 +42,9 @@ use crate::probe::{self, Prober};
 /// How often the store is polled for changes and containers for exits.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How many pod sandboxes are made at once.
+const PARALLEL_SANDBOXES: usize = 16;
+
 /// The cluster's DNS Service address and domain, as kubelet's `--cluster-dns`/`--cluster-domain`.
 pub const CLUSTER_DNS: &str = "10.96.0.10";
 /// The cluster domain.
@@ -197,12 +200,36 @@ impl Kubelet {
                     .context("removing a deleted pod")?;
             }
         }
-        for pod in &pods {
+        let starting: Vec<&Pod> = pods
+            .iter()
+            .filter(|pod| {
+                let key = pod_key(pod);
+                wanted.contains_key(&key) && !self.pods.contains_key(&key)
+            })
+            .collect();
+        // Sandboxes in parallel, as kubelet's pod workers make them: each ADD waits for the
+        // agent to program its pod's policy, and one agent sync serves every ADD waiting.
+        let sandboxes: Vec<Result<Sandbox>> = std::thread::scope(|scope| {
+            let (paths, node, cni) = (&self.paths, self.node.as_str(), &self.cni);
+            let mut out = Vec::with_capacity(starting.len());
+            for batch in starting.chunks(PARALLEL_SANDBOXES) {
+                let workers: Vec<_> = batch
+                    .iter()
+                    .map(|pod| scope.spawn(move || sandbox(paths, node, cni, network, pod)))
+                    .collect();
+                for worker in workers {
+                    out.push(
+                        worker
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("sandbox set-up panicked"))),
+                    );
+                }
+            }
+            out
+        });
+        for (pod, sandbox) in starting.into_iter().zip(sandboxes) {
             let key = pod_key(pod);
-            if wanted.contains_key(&key)
-                && !self.pods.contains_key(&key)
-                && let Err(e) = self.start(network, pod)
-            {
+            if let Err(e) = sandbox.and_then(|s| self.start(network, pod, s)) {
                 let message = format!("{e:#}");
                 warn!(pod = %format!("{}/{}", key.0, key.1), error = %message, "cannot start pod");
                 self.set_failed(&key, &message)?;
@@ -211,62 +238,17 @@ impl Kubelet {
         self.write_statuses()
     }
 
-    fn start(&mut self, network: &Value, pod: &Pod) -> Result<()> {
+    /// Starts the containers of a pod whose sandbox is made.
+    fn start(&mut self, network: &Value, pod: &Pod, sandbox: Sandbox) -> Result<()> {
         let (namespace, name) = pod_key(pod);
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let spec = pod.spec.clone().unwrap_or_default();
-        let netns_name = self.paths.pod_netns(&namespace, &name);
-        let netns_path = netns::create_named(&netns_name)
-            .or_else(|e| {
-                // A leftover from a crashed kubelet: start afresh.
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    netns::delete_named(&netns_name)?;
-                    netns::create_named(&netns_name)
-                } else {
-                    Err(e)
-                }
-            })
-            .with_context(|| format!("creating netns {netns_name}"))?;
-        let container_id = sandbox_id(&namespace, &name, &uid);
-        let ports: Vec<Value> = spec
-            .containers
-            .iter()
-            .flat_map(|c| c.ports.iter().flatten())
-            .filter_map(|p| {
-                let host_port = p.host_port?;
-                Some(json!({
-                    "hostPort": host_port,
-                    "containerPort": p.container_port,
-                    "protocol": p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
-                    "hostIP": p.host_ip.clone().unwrap_or_default(),
-                }))
-            })
-            .collect();
-        let attachment = Attachment {
-            container_id: &container_id,
-            netns: &netns_path,
-            ifname: "eth0",
-            pod: (&namespace, &name),
-            capabilities: json!({ "portMappings": ports }),
-        };
-        let result = match self.cni.add(network, &attachment) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = netns::delete_named(&netns_name);
-                return Err(e);
-            }
-        };
-        let ips = result_ips(&result);
-        let pod_dir = self.paths.pod_dir(&namespace, &name);
-        fs::create_dir_all(&pod_dir)?;
-        fs::write(pod_dir.join("cni-result.json"), result.to_string())?;
-        write_etc_files(
-            &netns_name,
-            pod,
-            &namespace,
-            &ips,
-            &self.paths.netns_etc(&self.node),
-        )?;
+        let Sandbox {
+            netns_name,
+            result,
+            ips,
+            pod_dir,
+        } = sandbox;
 
         let mut running = RunningPod {
             uid,
@@ -607,6 +589,80 @@ fn grace_period(pod: &Pod) -> i64 {
         .deletion_grace_period_seconds
         .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
         .unwrap_or(DEFAULT_GRACE_SECONDS)
+}
+
+/// A pod's network, made and ready for its containers.
+struct Sandbox {
+    netns_name: String,
+    result: Value,
+    ips: Vec<String>,
+    pod_dir: PathBuf,
+}
+
+/// Makes a pod's sandbox: its network namespace, CNI ADD (podnet-cni, waiting for the agent's
+/// policy), its CNI result and `/etc` files. Free of the kubelet, so that several run at once.
+fn sandbox(
+    paths: &LabPaths,
+    node: &str,
+    cni: &CniRuntime,
+    network: &Value,
+    pod: &Pod,
+) -> Result<Sandbox> {
+    let (namespace, name) = pod_key(pod);
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let netns_name = paths.pod_netns(&namespace, &name);
+    let netns_path = netns::create_named(&netns_name)
+        .or_else(|e| {
+            // A leftover from a crashed kubelet: start afresh.
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                netns::delete_named(&netns_name)?;
+                netns::create_named(&netns_name)
+            } else {
+                Err(e)
+            }
+        })
+        .with_context(|| format!("creating netns {netns_name}"))?;
+    let container_id = sandbox_id(&namespace, &name, &uid);
+    let ports: Vec<Value> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = p.host_port?;
+            Some(json!({
+                "hostPort": host_port,
+                "containerPort": p.container_port,
+                "protocol": p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+                "hostIP": p.host_ip.clone().unwrap_or_default(),
+            }))
+        })
+        .collect();
+    let attachment = Attachment {
+        container_id: &container_id,
+        netns: &netns_path,
+        ifname: "eth0",
+        pod: (&namespace, &name),
+        capabilities: json!({ "portMappings": ports }),
+    };
+    let result = match cni.add(network, &attachment) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = netns::delete_named(&netns_name);
+            return Err(e);
+        }
+    };
+    let ips = result_ips(&result);
+    let pod_dir = paths.pod_dir(&namespace, &name);
+    fs::create_dir_all(&pod_dir)?;
+    fs::write(pod_dir.join("cni-result.json"), result.to_string())?;
+    write_etc_files(&netns_name, pod, &namespace, &ips, &paths.netns_etc(node))?;
+    Ok(Sandbox {
+        netns_name,
+        result,
+        ips,
+        pod_dir,
+    })
 }
 
 fn pod_key(pod: &Pod) -> (String, String) {
