@@ -405,15 +405,10 @@ impl Tracer<'_> {
                             );
                             let key =
                                 format!("{} . {} . {}", p.dst, p.protocol.nft_name(), p.dst_port);
-                            if let Some(set) = w[i + 6].strip_prefix('@') {
-                                if !self.is_member(set, &key) {
-                                    return Step::Next;
-                                }
-                                i += 7;
-                                continue;
+                            match self.key_lookup(&w, i + 6, &key, rule, path) {
+                                Ok(next) => i = next,
+                                Err(step) => return step,
                             }
-                            assert_eq!(w[i + 6], "vmap", "{rule}");
-                            return self.vmap(&w[i + 7][1..], &key, path);
                         }
                         "!=" => {
                             let (hit, next) = self.address_match(&w, i + 1, addr);
@@ -436,15 +431,11 @@ impl Tracer<'_> {
                     if w[i + 2] == "." {
                         assert_eq!(&w[i + 2..i + 5], [".", "th", "dport"], "{rule}");
                         let key = format!("{} . {}", p.protocol.nft_name(), p.dst_port);
-                        if let Some(set) = w[i + 5].strip_prefix('@') {
-                            if !self.is_member(set, &key) {
-                                return Step::Next;
-                            }
-                            i += 6;
-                            continue;
+                        match self.key_lookup(&w, i + 5, &key, rule, path) {
+                            Ok(next) => i = next,
+                            Err(step) => return step,
                         }
-                        assert_eq!(w[i + 5], "vmap", "{rule}");
-                        return self.vmap(&w[i + 6][1..], &key, path);
+                        continue;
                     }
                     if w[i + 2] != p.protocol.nft_name() {
                         return Step::Next;
@@ -550,14 +541,28 @@ impl Tracer<'_> {
         Step::Terminal(Terminal::Dnat)
     }
 
-    /// A set lookup.
-    fn is_member(&self, set: &str, key: &str) -> bool {
-        self.table
-            .sets
-            .get(set)
-            .unwrap_or_else(|| panic!("no set {set}"))
-            .elements
-            .contains_key(key)
+    /// What follows a concatenated key at `w[at]`: `@set` (not a member: no match) or
+    /// `vmap @map`. `Ok`: the rule goes on at that word; `Err`: the rule's step.
+    fn key_lookup(
+        &self,
+        w: &[&str],
+        at: usize,
+        key: &str,
+        rule: &str,
+        path: &mut Path,
+    ) -> Result<usize, Step> {
+        if let Some(set) = w[at].strip_prefix('@') {
+            let member = self
+                .table
+                .sets
+                .get(set)
+                .unwrap_or_else(|| panic!("no set {set}"))
+                .elements
+                .contains_key(key);
+            return if member { Ok(at + 1) } else { Err(Step::Next) };
+        }
+        assert_eq!(w[at], "vmap", "{rule}");
+        Err(self.vmap(&w[at + 1][1..], key, path))
     }
 
     /// A verdict-map lookup: no element, no match.
