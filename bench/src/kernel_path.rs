@@ -147,15 +147,5 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 fn sysctl(netns: &str, setting: &str) -> Result<()> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", netns, "sysctl", "-qw", setting])
-        .output()
-        .context("running sysctl")?;
-    if !out.status.success() {
-        bail!(
-            "sysctl {setting} in {netns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    ip(&["netns", "exec", netns, "sysctl", "-qw", setting])
 }
